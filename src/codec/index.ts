@@ -1,0 +1,1 @@
+export { createCodec, type Codec } from "./codec.ts";

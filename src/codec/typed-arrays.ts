@@ -1,0 +1,34 @@
+/**
+ * Typed arrays travel as a msgpack extension: one tag byte for the element type, then the raw
+ * little-endian bytes. Decoding copies into a fresh, aligned buffer: views over the receive
+ * buffer would be misaligned for 4- and 8-byte elements and would pin the whole message.
+ */
+type TypedArrayCtor =
+  | Int8ArrayConstructor | Uint8ClampedArrayConstructor | Int16ArrayConstructor | Uint16ArrayConstructor
+  | Int32ArrayConstructor | Uint32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor
+  | BigInt64ArrayConstructor | BigUint64ArrayConstructor;
+
+// Uint8Array is absent on purpose: msgpack's bin type already round-trips it.
+const KINDS: TypedArrayCtor[] = [
+  Int8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+  Float32Array, Float64Array, BigInt64Array, BigUint64Array,
+];
+
+const tagOf = new Map<unknown, number>(KINDS.map((k, i) => [k.prototype, i]));
+
+export function encodeTypedArray(input: unknown): Uint8Array | null {
+  if (!ArrayBuffer.isView(input) || input instanceof DataView) return null;
+  const tag = tagOf.get(Object.getPrototypeOf(input));
+  if (tag === undefined) return null;
+  const out = new Uint8Array(1 + input.byteLength);
+  out[0] = tag;
+  out.set(new Uint8Array(input.buffer, input.byteOffset, input.byteLength), 1);
+  return out;
+}
+
+export function decodeTypedArray(data: Uint8Array): ArrayBufferView {
+  const ctor = KINDS[data[0]!];
+  if (!ctor) throw new Error(`unknown typed array tag ${data[0]}`);
+  const bytes = data.slice(1); // copy: aligned and independent of the message buffer
+  return new ctor(bytes.buffer, 0, bytes.byteLength / ctor.BYTES_PER_ELEMENT);
+}

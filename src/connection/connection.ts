@@ -1,0 +1,130 @@
+import { connect } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import { createCodec, type Codec } from "../codec/index.ts";
+import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
+import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
+import { resolveServers, toNatsOptions, type ConnectionOptions } from "./options.ts";
+import { createRequestMux } from "./request-mux.ts";
+import type { Inbound, Transport } from "./transport.ts";
+
+/**
+ * One NATS connection and what hangs off it: the request mux, the codec and the close hooks of
+ * everything served over it. Share one per process; registries, inference transports and agents
+ * all accept it.
+ */
+export interface BusConnection extends AsyncDisposable {
+  readonly backend: "nats" | "local";
+  /** The underlying nats.js connection (NATS backend only). */
+  readonly nc: NatsConnection | undefined;
+  readonly transport: Transport;
+  readonly codec: Codec;
+  /** e.g. "2.10.22"; "local" for the in-memory backend. */
+  readonly serverVersion: string;
+  /** True when the server is part of a cluster (drives registry replication). */
+  readonly clustered: boolean;
+  /** The URL of a private nats-server this connection started (embedded default), if any. */
+  readonly devServerUrl: string | undefined;
+  /** Runs before the connection drains: hosts stop taking calls and finish in-flight ones. */
+  onClose(hook: () => Promise<void>): () => void;
+  /** Stops hosts (via hooks), fails outstanding calls, drains, stops a dev server. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConnection> {
+  const { servers, explicit } = resolveServers(opts);
+  let devServer: NatsServerProcess | undefined;
+  let urls = servers;
+  const mode = opts.devServer ?? "auto";
+  if (!explicit && mode !== "never") {
+    const reachable = mode === "always" ? false : await tcpReachable("127.0.0.1", 4222);
+    if (!reachable && findNatsServerBinary()) {
+      devServer = await startNatsServer();
+      urls = [devServer.url];
+    }
+  }
+  let nc: NatsConnection;
+  try {
+    nc = await connect(toNatsOptions(opts, urls));
+  } catch (err) {
+    await devServer?.stop();
+    throw explainConnectError(err, urls, explicit);
+  }
+  return wrapNatsConnection(nc, devServer);
+}
+
+function explainConnectError(err: unknown, urls: string[], explicit: boolean): Error {
+  const m = (err as Error)?.message ?? String(err);
+  if (/authoriz|authentic|permission/i.test(m)) {
+    return new PermissionError(`NATS refused the credentials for ${urls.join(",")}: ${m}`, { cause: err });
+  }
+  const how = explicit
+    ? "check the URL and that the server is running"
+    : "start one: `apt-get install nats-server && nats-server -js`, or `docker compose up -d` in the actorbus checkout, or set NATS_URL";
+  return new NoServerError(`cannot reach a NATS server at ${urls.join(",")} (${m}); ${how}`, { cause: err });
+}
+
+/** Wraps an existing nats.js connection (the caller keeps ownership of `nc` unless closing us). */
+export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerProcess): BusConnection {
+  const mux = createRequestMux(nc);
+  const codec = createCodec();
+  const hooks = new Set<() => Promise<void>>();
+  let closing: Promise<void> | undefined;
+
+  // In-flight calls cannot get their replies across a reconnect (the server dropped our
+  // subscription interest in between), so fail them now rather than at their deadlines.
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        mux.failAll((subject) => new ConnectionLostError(`connection to NATS lost while calling ${subject}; the call may or may not have run`));
+      }
+    }
+  })().catch(() => {});
+
+  const transport: Transport = {
+    get maxPayload() {
+      return nc.info?.max_payload ?? 1024 * 1024;
+    },
+    request: mux.request,
+    publish: (subject, data) => nc.publish(subject, data),
+    subscribe(subject, handler, o) {
+      const sub = nc.subscribe(subject, {
+        queue: o?.queue,
+        callback: (err: Error | null, msg: Msg) => {
+          if (!err) handler(msg as Inbound);
+        },
+      });
+      return { unsubscribe: () => sub.unsubscribe() };
+    },
+    flush: () => nc.flush(),
+  };
+
+  const info = nc.info;
+  return {
+    backend: "nats",
+    nc,
+    transport,
+    codec,
+    serverVersion: info?.version ?? "unknown",
+    clustered: Boolean(info?.cluster) || (info?.connect_urls?.length ?? 0) > 1,
+    devServerUrl: devServer?.url,
+    onClose(hook) {
+      hooks.add(hook);
+      return () => hooks.delete(hook);
+    },
+    close() {
+      closing ??= (async () => {
+        // Hosts first: they stop taking calls and finish what they have while the
+        // connection can still carry their replies; nats.js drain() would not wait for them.
+        await Promise.allSettled([...hooks].map((h) => h()));
+        hooks.clear();
+        mux.close();
+        if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+        await devServer?.stop();
+      })();
+      return closing;
+    },
+    [Symbol.asyncDispose]() {
+      return this.close();
+    },
+  };
+}

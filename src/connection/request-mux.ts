@@ -1,0 +1,118 @@
+import type { NatsConnection, Msg } from "@nats-io/nats-core";
+import { nuid } from "@nats-io/nats-core";
+import {
+  CallTimeoutError,
+  ClosedError,
+  CodecError,
+  ConnectionLostError,
+  PermissionError,
+  ServiceUnavailableError,
+  type ActorBusError,
+} from "../errors/index.ts";
+import { replyInbox } from "../subjects/index.ts";
+import { createDeadlines } from "./deadlines.ts";
+
+interface Pending {
+  resolve(data: Uint8Array): void;
+  reject(err: Error): void;
+  subject: string;
+  timeoutMs: number;
+}
+
+/**
+ * Request/reply over one wildcard reply subscription per connection. Each request gets a
+ * numeric id appended to the connection's reply prefix; replies are matched by parsing it back.
+ * Compared with nats.js `request()` (a subscription entry and a timer per call), this removes
+ * the per-call timer and mux bookkeeping, which is what limits request rates, not the wire.
+ */
+export interface RequestMux {
+  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  /** Fails every in-flight request (used when the connection drops or closes). */
+  failAll(makeError: (subject: string) => ActorBusError): void;
+  readonly inFlight: number;
+  close(): void;
+}
+
+export function createRequestMux(nc: NatsConnection): RequestMux {
+  const inboxPrefix = (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix || "_INBOX";
+  const inbox = replyInbox(inboxPrefix, nuid.next());
+  const prefixLen = inbox.prefix.length;
+  const pending = new Map<number, Pending>();
+  let nextId = 1;
+  let closed = false;
+  const maxPayload = () => nc.info?.max_payload ?? 1024 * 1024;
+
+  const deadlines = createDeadlines<number>((id) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    p.reject(new CallTimeoutError(`call to ${p.subject} timed out after ${p.timeoutMs} ms`, { details: { subject: p.subject, timeoutMs: p.timeoutMs } }));
+  });
+
+  const onReply = (err: Error | null, msg: Msg) => {
+    if (err) {
+      // A permissions violation on the inbox fails everything: no reply can ever arrive.
+      const e = new PermissionError(`reply subscription failed: ${err.message}; allow subscribe on ${inbox.wildcard}`, { cause: err });
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+      return;
+    }
+    const id = Number(msg.subject.slice(prefixLen));
+    const p = pending.get(id);
+    if (!p) return; // late reply for a call that already timed out
+    pending.delete(id);
+    deadlines.delete(id, p.timeoutMs);
+    const h = msg.headers;
+    if (h && h.code >= 400) {
+      if (h.code === 503) {
+        p.reject(new ServiceUnavailableError(`no actor is listening on ${p.subject}`, { details: { subject: p.subject } }));
+      } else {
+        p.reject(new ServiceUnavailableError(`request to ${p.subject} failed: ${h.code} ${h.description}`, { details: { subject: p.subject, status: h.code } }));
+      }
+      return;
+    }
+    p.resolve(msg.data);
+  };
+  nc.subscribe(inbox.wildcard, { callback: onReply });
+
+  return {
+    request(subject, data, timeoutMs) {
+      if (closed || nc.isClosed()) return Promise.reject(new ClosedError("connection is closed"));
+      if (data.length > maxPayload()) {
+        return Promise.reject(
+          new CodecError(`request of ${data.length} bytes exceeds the server's max_payload of ${maxPayload()} bytes; send less per call or raise max_payload in nats.conf`, {
+            details: { bytes: data.length, maxPayload: maxPayload() },
+          }),
+        );
+      }
+      const id = nextId++;
+      return new Promise<Uint8Array>((resolve, reject) => {
+        pending.set(id, { resolve, reject, subject, timeoutMs });
+        deadlines.add(id, timeoutMs);
+        try {
+          nc.publish(subject, data, { reply: inbox.prefix + id });
+        } catch (err) {
+          pending.delete(id);
+          deadlines.delete(id, timeoutMs);
+          reject(new ConnectionLostError(`cannot send to ${subject}: ${(err as Error).message}`, { cause: err }));
+        }
+      });
+    },
+    failAll(makeError) {
+      const all = [...pending.entries()];
+      pending.clear();
+      for (const [id, p] of all) {
+        deadlines.delete(id, p.timeoutMs);
+        p.reject(makeError(p.subject));
+      }
+    },
+    get inFlight() {
+      return pending.size;
+    },
+    close() {
+      closed = true;
+      this.failAll((s) => new ClosedError(`connection closed while calling ${s}`));
+      deadlines.close();
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import { validateName } from "./names.ts";
+
+/**
+ * The only place where subject names, queue groups, bucket names and KV keys are built.
+ * Everything of namespace `ns` lives under `ab.<ns>.`, so a NATS permission on `ab.<ns>.>`
+ * (plus the namespace's KV bucket) confines a user to one namespace.
+ *
+ *   ab.<ns>.svc.<service>          method calls; hosts subscribe in queue group "actors"
+ *   ab.<ns>.ctl.<service>          liveness ping answered by any one host (same queue group)
+ *   ab.<ns>.inst.<instanceId>      one host instance: ping, stats, stop
+ *   ab.<ns>.inf.<name>             inference requests (queue group "inference")
+ *   ab.<ns>.agent.<hostId>         a host agent's control subject (spawn, stop, list)
+ *   ab.<ns>.replica.<id>.<rank>    one process of a replica (service routing, issue 3)
+ *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
+ */
+export interface Subjects {
+  readonly namespace: string;
+  readonly prefix: string;
+  readonly bucket: string;
+  call(service: string): string;
+  control(service: string): string;
+  instance(instanceId: string): string;
+  inference(name: string): string;
+  agent(hostId: string): string;
+  replica(replicaId: string, rank: number): string;
+  /** Wildcard that matches every subject of the namespace (for permissions and fuzzing). */
+  all(): string;
+  serviceKey(service: string): string;
+  serviceKeyFilter(): string;
+  instanceKey(service: string, instanceId: string): string;
+  instanceKeyFilter(service?: string): string;
+  hostKey(hostId: string): string;
+  hostKeyFilter(): string;
+  /** Inverse of serviceKey; undefined for keys that are not service records. */
+  serviceFromKey(key: string): string | undefined;
+}
+
+export const QUEUE_ACTORS = "actors";
+export const QUEUE_INFERENCE = "inference";
+const SERVICE_KEY_PREFIX = "svc.";
+
+export function subjectsFor(namespace: string): Subjects {
+  const ns = validateName("namespace", namespace);
+  const prefix = `ab.${ns}`;
+  return {
+    namespace: ns,
+    prefix,
+    bucket: `actorbus_${ns}`,
+    call: (s) => `${prefix}.svc.${validateName("service", s)}`,
+    control: (s) => `${prefix}.ctl.${validateName("service", s)}`,
+    instance: (id) => `${prefix}.inst.${id}`,
+    inference: (n) => `${prefix}.inf.${validateName("inference server", n)}`,
+    agent: (h) => `${prefix}.agent.${validateName("host id", h)}`,
+    replica: (id, rank) => `${prefix}.replica.${id}.${rank}`,
+    all: () => `${prefix}.>`,
+    serviceKey: (s) => `${SERVICE_KEY_PREFIX}${validateName("service", s)}`,
+    serviceKeyFilter: () => `${SERVICE_KEY_PREFIX}*`,
+    instanceKey: (s, id) => `inst.${s}.${id}`,
+    instanceKeyFilter: (s) => (s === undefined ? "inst.>" : `inst.${s}.*`),
+    hostKey: (h) => `host.${validateName("host id", h)}`,
+    hostKeyFilter: () => "host.*",
+    serviceFromKey: (k) => (k.startsWith(SERVICE_KEY_PREFIX) ? k.slice(SERVICE_KEY_PREFIX.length) : undefined),
+  };
+}
+
+/** The reply inbox of one connection: `<inboxPrefix>.<nuid>.<requestId>`. */
+export function replyInbox(inboxPrefix: string, unique: string): { wildcard: string; prefix: string } {
+  const base = `${inboxPrefix}.${unique}.`;
+  return { wildcard: `${base}*`, prefix: base };
+}
+
+/** NATS micro-service discovery subjects (ADR-32): $SRV.<verb>[.<name>[.<id>]]. */
+export function microSubjects(verb: "PING" | "INFO" | "STATS", name: string, id: string): string[] {
+  return [`$SRV.${verb}`, `$SRV.${verb}.${name}`, `$SRV.${verb}.${name}.${id}`];
+}
