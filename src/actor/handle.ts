@@ -1,0 +1,81 @@
+import type { BusConnection } from "../connection/index.ts";
+import { ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
+import type { Subjects } from "../subjects/index.ts";
+import { unwrapReply } from "./protocol.ts";
+
+type AnyFn = (...args: any[]) => any;
+type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T] & string;
+
+/**
+ * A typed proxy to a service: each method of T becomes an async remote call.
+ * `const ids = await tok.encode("hi")` is `Promise<number[]>` for `encode(s): number[]`.
+ */
+export type ServiceHandle<T> = {
+  readonly [K in MethodKeys<T>]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+};
+
+export interface HandleParams {
+  conn: BusConnection;
+  subjects: Subjects;
+  name: string;
+  timeoutMs: number;
+  /**
+   * Turns "nobody listens" into the most useful error (e.g. ServiceNotFoundError when the name
+   * is not registered at all); called only on that failure.
+   */
+  explainUnavailable?: (err: ServiceUnavailableError) => Promise<ActorBusError>;
+}
+
+// Names that generic code probes on any object (await, JSON.stringify, util.inspect, test
+// matchers). Answering them with remote calls would send calls nobody made.
+const NOT_REMOTE = new Set(["then", "catch", "finally", "toJSON", "constructor", "valueOf", "toString", "toLocaleString", "inspect", "asymmetricMatch", "$$typeof", "nodeType"]);
+
+const HANDLE_INFO = Symbol.for("actorbus.handle");
+
+export interface HandleInfo {
+  name: string;
+  namespace: string;
+  timeoutMs: number;
+}
+
+/** The service name, namespace and deadline behind a handle (undefined for other values). */
+export function handleInfo(value: unknown): HandleInfo | undefined {
+  return (value as Record<symbol, HandleInfo> | null)?.[HANDLE_INFO];
+}
+
+export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
+  const { conn, subjects, name, timeoutMs } = p;
+  const subject = subjects.call(name);
+  const { codec, transport } = conn;
+  const cache = new Map<string, AnyFn>();
+  const info: HandleInfo = { name, namespace: subjects.namespace, timeoutMs };
+
+  const call = (method: string, args: unknown[]): Promise<unknown> => {
+    let payload: Uint8Array;
+    try {
+      payload = codec.encode([method, args, timeoutMs]);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return transport.request(subject, payload, timeoutMs).then(
+      (bytes) => unwrapReply(codec, bytes),
+      async (err) => {
+        if (err instanceof ServiceUnavailableError && p.explainUnavailable) throw await p.explainUnavailable(err);
+        throw err;
+      },
+    );
+  };
+
+  return new Proxy(Object.create(null), {
+    get(_t, prop) {
+      if (prop === HANDLE_INFO) return info;
+      if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `ServiceHandle(${subjects.namespace}/${name})`;
+      if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
+      let fn = cache.get(prop);
+      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => call(prop, args)));
+      return fn;
+    },
+    has: (_t, prop) => typeof prop === "string" && !NOT_REMOTE.has(prop),
+    set: () => false,
+  }) as ServiceHandle<T>;
+}

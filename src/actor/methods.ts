@@ -1,0 +1,32 @@
+/**
+ * The remotely callable methods of an instance: functions on it or its prototype chain below
+ * Object.prototype, except the constructor and names starting with "_" (private by convention).
+ * Computed once per instance, so a call never reaches toString, __proto__ and the like.
+ */
+export function callableMethods(instance: object): Set<string> {
+  const names = new Set<string>();
+  for (let o: object | null = instance; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const name of Object.getOwnPropertyNames(o)) {
+      if (name === "constructor" || name.startsWith("_")) continue;
+      const d = Object.getOwnPropertyDescriptor(o, name);
+      if (d && typeof d.value === "function") names.add(name);
+    }
+  }
+  return names;
+}
+
+/** Methods a class declares, for the registry record (without constructing it). */
+export function declaredMethods(factory: unknown): string[] {
+  const proto = (factory as { prototype?: object })?.prototype;
+  return proto ? [...callableMethods(proto)].sort() : [];
+}
+
+/** Classes are constructed with `new`; plain and async functions are called and awaited. */
+export async function instantiate(factory: unknown, args: unknown[]): Promise<object> {
+  if (typeof factory !== "function") throw new TypeError("a service factory must be a class or a function returning an object");
+  const src = Function.prototype.toString.call(factory);
+  const constructible = /^class[\s{]/.test(src) || (factory.prototype !== undefined && !/^async/.test(src));
+  const made = constructible ? Reflect.construct(factory, args) : await (factory as (...a: unknown[]) => unknown)(...args);
+  if (made === null || typeof made !== "object") throw new TypeError("the service factory returned no object");
+  return made as object;
+}

@@ -1,0 +1,77 @@
+import { hostname } from "node:os";
+import { checkInt } from "../actor/index.ts";
+import { connectBus, createLocalBus, localConnection, type BusConnection, type ConnectionOptions, type LocalBus } from "../connection/index.ts";
+import { InvalidOptionsError } from "../errors/index.ts";
+import { subjectsFor, validateName } from "../subjects/index.ts";
+import { openKvStore } from "./kv-store.ts";
+import { createMemoryStore } from "./memory-store.ts";
+import { createRegistry } from "./services.ts";
+import type { RegistryStore } from "./store.ts";
+import type { Services } from "./types.ts";
+
+export const BACKENDS = ["nats", "local"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export interface GetServicesOptions extends ConnectionOptions {
+  /** "nats" (default): the registry is a JetStream KV bucket. "local": in this process only. */
+  backend?: Backend;
+  /** Isolates services: becomes the subject prefix ab.<namespace> and bucket actorbus_<namespace>. */
+  namespace?: string;
+  /** Reuse a connection (one per process is best); it is then left open by close(). */
+  connection?: BusConnection;
+  /** Default call deadline of handles, when the service sets none. */
+  timeoutMs?: number;
+  /** Deadline of liveness pings and stop requests. */
+  controlTimeoutMs?: number;
+  /** JetStream replicas of the registry bucket; "auto" (default): 3 on a cluster, else 1. */
+  registryReplicas?: number | "auto";
+  /** This process's identity as a host (shown by `actorbus ls`); default: the hostname. */
+  hostId?: string;
+  /** Local backend only: the in-process bus to use (default: one shared by the whole process). */
+  localBus?: LocalBus;
+}
+
+// The local backend is "a cluster inside this process": two getServices({backend: "local"})
+// calls must see each other's services, as two workers do on NATS. This one bus is the only
+// process-wide state in the library, created on first use; pass `localBus` to isolate.
+let processLocalBus: LocalBus | undefined;
+
+export async function getServices(options: GetServicesOptions = {}): Promise<Services> {
+  const backend = options.backend ?? "nats";
+  if (!(BACKENDS as readonly string[]).includes(backend)) {
+    throw new InvalidOptionsError(`unknown backend ${JSON.stringify(backend)}; valid backends are ${BACKENDS.map((b) => `"${b}"`).join(", ")}`, {
+      details: { backend, valid: [...BACKENDS] },
+    });
+  }
+  const subjects = subjectsFor(options.namespace ?? "default");
+  const timeoutMs = checkInt("getServices", "timeoutMs", options.timeoutMs ?? 30_000, 1, "deadlines are in milliseconds");
+  const controlTimeoutMs = checkInt("getServices", "controlTimeoutMs", options.controlTimeoutMs ?? 2_000, 1, "deadlines are in milliseconds");
+  const hostId = validateName("host id", options.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host"));
+  if (options.registryReplicas !== undefined && options.registryReplicas !== "auto") {
+    checkInt("getServices", "registryReplicas", options.registryReplicas, 1, 'use 1, 3 or 5, or "auto"');
+  }
+
+  let conn: BusConnection;
+  let store: RegistryStore;
+  let ownsConnection = false;
+  if (backend === "local") {
+    if (options.connection && options.connection.backend !== "local") throw new InvalidOptionsError('backend "local" cannot use a NATS connection; drop `connection` or use backend "nats"');
+    const bus = options.localBus ?? (processLocalBus ??= createLocalBus());
+    conn = options.connection ?? localConnection(bus);
+    ownsConnection = !options.connection;
+    let s = bus.buckets.get(subjects.bucket) as RegistryStore | undefined;
+    if (!s) bus.buckets.set(subjects.bucket, (s = createMemoryStore()));
+    store = s;
+  } else {
+    if (options.connection && options.connection.backend !== "nats") throw new InvalidOptionsError('backend "nats" needs a NATS connection; the given one is local');
+    conn = options.connection ?? (await connectBus(options));
+    ownsConnection = !options.connection;
+    try {
+      store = await openKvStore(conn.nc!, subjects.bucket, { replicas: options.registryReplicas ?? "auto", clustered: conn.clustered });
+    } catch (err) {
+      if (ownsConnection) await conn.close();
+      throw err;
+    }
+  }
+  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs });
+}

@@ -1,0 +1,36 @@
+import type { InstanceInfo, ResolvedActorOptions } from "../actor/index.ts";
+
+/**
+ * What the registry bucket holds, as JSON so `nats kv get actorbus_<ns> svc.<name>` is readable.
+ * No secrets ever go here: only names, identities, options and method lists.
+ */
+export interface ServiceRecord {
+  name: string;
+  namespace: string;
+  /** "actor" for services hosted with register(); other kinds (replicated services, inference) add their own. */
+  kind: string;
+  className: string;
+  methods: string[];
+  /** The instance that created the record; more instances may serve (see InstanceRecord). */
+  owner: InstanceInfo;
+  options: Omit<ResolvedActorOptions, "metadata">;
+  metadata: Record<string, string>;
+  createdAt: string;
+}
+
+export type InstanceRecord = InstanceInfo;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encodeRecord(r: ServiceRecord | InstanceRecord): Uint8Array {
+  return enc.encode(JSON.stringify(r));
+}
+
+export function decodeRecord<T>(bytes: Uint8Array): T | undefined {
+  try {
+    return JSON.parse(dec.decode(bytes)) as T;
+  } catch {
+    return undefined; // a foreign or corrupt value is treated as absent rather than crashing get()
+  }
+}

@@ -1,0 +1,384 @@
+import { nuid } from "@nats-io/nats-core";
+import {
+  createActorHost,
+  createHandle,
+  declaredMethods,
+  encodeOk,
+  instantiate,
+  resolveActorOptions,
+  unwrapReply,
+  type ActorHost,
+  type ActorOptions,
+  type ActorStats,
+  type InstanceInfo,
+  type ServiceHandle,
+} from "../actor/index.ts";
+import type { BusConnection, Subscription } from "../connection/index.ts";
+import {
+  ClosedError,
+  ServiceExistsError,
+  ServiceNotFoundError,
+  ServiceUnavailableError,
+  type ActorBusError,
+} from "../errors/index.ts";
+import { validateName, type Subjects } from "../subjects/index.ts";
+import { pingInstance } from "./liveness.ts";
+import { decodeRecord, encodeRecord, type InstanceRecord, type ServiceRecord } from "./records.ts";
+import type { RegistryStore } from "./store.ts";
+import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceFactory, ServiceStatus, Services } from "./types.ts";
+import { hostname } from "node:os";
+
+export interface RegistryParams {
+  conn: BusConnection;
+  ownsConnection: boolean;
+  store: RegistryStore;
+  subjects: Subjects;
+  /** Default deadline of handles when neither the handle nor the service sets one. */
+  timeoutMs: number;
+  /** Identity of this process as a host (agents set it; default: the machine's hostname). */
+  hostId: string;
+  /** Deadline for liveness pings and stop requests. */
+  controlTimeoutMs: number;
+}
+
+interface Hosted {
+  host: ActorHost;
+  name: string;
+}
+
+export function createRegistry(p: RegistryParams): Services {
+  const { conn, store, subjects } = p;
+  const ns = subjects.namespace;
+  const { codec, transport } = conn;
+  const hosted = new Map<string, Hosted>(); // by instanceId
+  const watches = new Set<RegistryWatch>();
+  let closed = false;
+  let closing: Promise<void> | undefined;
+
+  const ensureOpen = () => {
+    if (closed) throw new ClosedError(`the registry of namespace "${ns}" is closed`);
+  };
+
+  const readRecord = async (name: string) => {
+    const e = await store.get(subjects.serviceKey(name));
+    const record = e && decodeRecord<ServiceRecord>(e.value);
+    return record ? { record, revision: e!.revision } : undefined;
+  };
+
+  const instanceIds = async (name: string): Promise<string[]> => {
+    const prefix = subjects.instanceKey(name, "");
+    return (await store.keys(subjects.instanceKeyFilter(name))).map((k) => k.slice(prefix.length));
+  };
+
+  /**
+   * A service is alive while its owner or any registered instance answers. Dead instances'
+   * keys are removed on the way, so the registry heals itself as it is read.
+   */
+  const isAlive = async (name: string, record: ServiceRecord): Promise<boolean> => {
+    if ((await pingInstance(conn, subjects, record.owner.instanceId, p.controlTimeoutMs)) !== "dead") return true;
+    const ids = (await instanceIds(name)).filter((id) => id !== record.owner.instanceId);
+    const states = await Promise.all(ids.map((id) => pingInstance(conn, subjects, id, p.controlTimeoutMs)));
+    await Promise.all(ids.map((id, i) => (states[i] === "dead" ? store.delete(subjects.instanceKey(name, id)) : undefined)));
+    return states.some((s) => s !== "dead");
+  };
+
+  /** The record if the service is alive; a dead one is deleted (only if unchanged since read). */
+  const liveRecord = async (name: string): Promise<ServiceRecord | undefined> => {
+    const found = await readRecord(name);
+    if (!found) return undefined;
+    if (await isAlive(name, found.record)) return found.record;
+    await store.delete(subjects.serviceKey(name), found.revision);
+    await store.delete(subjects.instanceKey(name, found.record.owner.instanceId));
+    return undefined;
+  };
+
+  const registeredNames = async () =>
+    (await store.keys(subjects.serviceKeyFilter())).map((k) => subjects.serviceFromKey(k)!).filter(Boolean).sort();
+
+  const notFound = async (name: string): Promise<ServiceNotFoundError> => {
+    const names = await registeredNames().catch(() => [] as string[]);
+    return new ServiceNotFoundError(
+      `service "${name}" is not registered in namespace "${ns}"; registered: ${names.length ? names.join(", ") : "(none)"}`,
+      { details: { service: name, namespace: ns, registered: names } },
+    );
+  };
+
+  const makeHandle = <T>(name: string, timeoutMs: number): ServiceHandle<T> =>
+    createHandle<T>({
+      conn,
+      subjects,
+      name,
+      timeoutMs,
+      explainUnavailable: async (err: ServiceUnavailableError): Promise<ActorBusError> => {
+        const record = await liveRecord(name).catch(() => undefined);
+        return record ? err : await notFound(name);
+      },
+    });
+
+  const describeInstance = (name: string, instanceId: string): InstanceInfo => ({
+    instanceId,
+    service: name,
+    hostname: hostname(),
+    pid: process.pid,
+    hostId: p.hostId,
+    startedAt: new Date().toISOString(),
+  });
+
+  /**
+   * Answers pings for an instance that is being claimed but not constructed yet, so a racing
+   * registrar that finds our fresh record does not take it for a dead one.
+   */
+  const claimResponder = (info: InstanceInfo): Subscription =>
+    transport.subscribe(subjects.instance(info.instanceId), (msg) => {
+      if (msg.reply) msg.respond(encodeOk(codec, info));
+    });
+
+  const startHost = async (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, args: unknown[], info: InstanceInfo) => {
+    const instance = await instantiate(factory, args);
+    const host = createActorHost({
+      conn,
+      subjects,
+      name,
+      instance,
+      instanceId: info.instanceId,
+      hostId: p.hostId,
+      options,
+      onRemoteStop: () => void forget(info.instanceId),
+    });
+    await host.listenControl();
+    await host.listenCalls();
+    hosted.set(info.instanceId, { host, name });
+    await store.put(subjects.instanceKey(name, info.instanceId), encodeRecord(host.info satisfies InstanceRecord));
+    return host;
+  };
+
+  const forget = (instanceId: string) => hosted.delete(instanceId);
+
+  const buildRecord = (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, info: InstanceInfo): ServiceRecord => {
+    const { metadata, ...rest } = options;
+    return {
+      name,
+      namespace: ns,
+      kind: "actor",
+      className: (factory as { name?: string }).name || "anonymous",
+      methods: declaredMethods(factory),
+      owner: info,
+      options: rest,
+      metadata,
+      createdAt: new Date().toISOString(),
+    };
+  };
+
+  const registerImpl = async <T>(name: string, factory: ServiceFactory, actorOptions: ActorOptions | undefined, args: unknown[]): Promise<ServiceHandle<T>> => {
+    ensureOpen();
+    validateName("service", name);
+    const options = resolveActorOptions(actorOptions, `registerWithOptions("${name}")`);
+    const info = describeInstance(name, nuid.next());
+    const claim = claimResponder(info);
+    try {
+      await transport.flush();
+      const record = encodeRecord(buildRecord(name, factory, options, info));
+      let revision = await store.create(subjects.serviceKey(name), record);
+      if (revision === undefined) {
+        // Taken: by a live service (the seed's ValueError), or by a dead one we may replace.
+        if (await liveRecord(name)) {
+          throw new ServiceExistsError(`service "${name}" is already registered in namespace "${ns}"`, { details: { service: name, namespace: ns } });
+        }
+        revision = await store.create(subjects.serviceKey(name), record);
+        if (revision === undefined) throw new ServiceExistsError(`service "${name}" is already registered in namespace "${ns}"`, { details: { service: name, namespace: ns } });
+      }
+      try {
+        await startHost(name, factory, options, args, info);
+      } catch (err) {
+        await store.delete(subjects.serviceKey(name), revision).catch(() => {});
+        throw err;
+      }
+      return makeHandle<T>(name, options.timeoutMs);
+    } finally {
+      claim.unsubscribe();
+    }
+  };
+
+  const serveImpl = async <T>(name: string, factory: ServiceFactory, actorOptions: ActorOptions | undefined, args: unknown[]): Promise<ServiceHandle<T>> => {
+    ensureOpen();
+    validateName("service", name);
+    const options = resolveActorOptions(actorOptions, `serve("${name}")`);
+    const info = describeInstance(name, nuid.next());
+    const host = await startHost(name, factory, options, args, info);
+    const record = encodeRecord(buildRecord(name, factory, options, host.info));
+    if ((await store.create(subjects.serviceKey(name), record)) === undefined && !(await liveRecord(name))) {
+      await store.create(subjects.serviceKey(name), record);
+    }
+    return makeHandle<T>(name, options.timeoutMs);
+  };
+
+  const getImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>> => {
+    ensureOpen();
+    validateName("service", name);
+    const record = await liveRecord(name);
+    if (!record) throw await notFound(name);
+    return makeHandle<T>(name, opts?.timeoutMs ?? record.options.timeoutMs ?? p.timeoutMs);
+  };
+
+  const getOrRegisterImpl = async <T>(name: string, factory: ServiceFactory, options: ActorOptions | undefined, args: unknown[]): Promise<ServiceHandle<T>> => {
+    // Bounded: each round either finds a live service or wins the atomic create.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await getImpl<T>(name);
+      } catch (err) {
+        if (!(err instanceof ServiceNotFoundError)) throw err;
+      }
+      try {
+        return await registerImpl<T>(name, factory, options, args);
+      } catch (err) {
+        if (!(err instanceof ServiceExistsError) || attempt >= 3) throw err;
+      }
+    }
+  };
+
+  const stopInstance = async (instanceId: string, graceMs: number) => {
+    const local = hosted.get(instanceId);
+    if (local) {
+      hosted.delete(instanceId);
+      await local.host.stop(graceMs);
+      return;
+    }
+    await transport
+      .request(subjects.instance(instanceId), codec.encode({ op: "stop", graceMs }), p.controlTimeoutMs + graceMs)
+      .catch(() => {}); // already gone, or unreachable: its keys are removed either way
+  };
+
+  const removeImpl = async (name: string): Promise<boolean> => {
+    const found = await readRecord(name);
+    const ids = new Set(await instanceIds(name));
+    if (found) ids.add(found.record.owner.instanceId);
+    await Promise.all([...ids].map((id) => stopInstance(id, 0)));
+    await Promise.all([...ids].map((id) => store.delete(subjects.instanceKey(name, id))));
+    if (found) await store.delete(subjects.serviceKey(name));
+    return found !== undefined;
+  };
+
+  const watchImpl = async (opts?: { includeExisting?: boolean }): Promise<RegistryWatch> => {
+    ensureOpen();
+    const w = await store.watch(subjects.serviceKeyFilter(), opts?.includeExisting ?? false);
+    async function* events(): AsyncGenerator<RegistryEvent> {
+      for await (const c of w) {
+        const name = subjects.serviceFromKey(c.key);
+        if (!name) continue;
+        const record = c.value && decodeRecord<ServiceRecord>(c.value);
+        yield record ? { type: "registered", name, record, revision: c.revision } : { type: "removed", name, revision: c.revision };
+      }
+    }
+    const watch: RegistryWatch = {
+      [Symbol.asyncIterator]: () => {
+        const it = events();
+        // Breaking out of `for await` stops the underlying KV watch.
+        return { next: () => it.next(), return: async () => (await watch.close(), { done: true, value: undefined }) };
+      },
+      async close() {
+        w.stop();
+        watches.delete(watch);
+      },
+      [Symbol.asyncDispose]() {
+        return this.close();
+      },
+    };
+    watches.add(watch);
+    return watch;
+  };
+
+  const statusImpl = async (): Promise<ServiceStatus[]> => {
+    const out: ServiceStatus[] = [];
+    for (const name of await registeredNames()) {
+      const found = await readRecord(name);
+      if (!found) continue;
+      const ids = new Set([found.record.owner.instanceId, ...(await instanceIds(name))]);
+      const instances = await Promise.all(
+        [...ids].map(async (id) => {
+          try {
+            const s = unwrapReply<InstanceInfo & { stats: ActorStats }>(codec, await transport.request(subjects.instance(id), codec.encode({ op: "stats" }), p.controlTimeoutMs));
+            const { stats, ...info } = s;
+            return { info: { instanceId: info.instanceId, service: info.service, hostname: info.hostname, pid: info.pid, hostId: info.hostId, startedAt: info.startedAt }, stats };
+          } catch (err) {
+            return { info: { ...found.record.owner, instanceId: id }, error: (err as Error).message };
+          }
+        }),
+      );
+      out.push({ record: found.record, instances });
+    }
+    return out;
+  };
+
+  const closeImpl = () => {
+    closing ??= (async () => {
+      closed = true;
+      unhook();
+      await Promise.all([...watches].map((w) => w.close()));
+      const mine = [...hosted.entries()];
+      hosted.clear();
+      await Promise.all(
+        mine.map(async ([id, { host, name }]) => {
+          await host.stop();
+          await store.delete(subjects.instanceKey(name, id)).catch(() => {});
+          // The record goes with its last instance; other hosts keep it alive otherwise.
+          const found = await readRecord(name).catch(() => undefined);
+          if (found?.record.owner.instanceId === id && !(await isAlive(name, found.record).catch(() => true))) {
+            await store.delete(subjects.serviceKey(name), found.revision).catch(() => {});
+          }
+        }),
+      );
+      if (p.ownsConnection) await conn.close();
+    })();
+    return closing;
+  };
+  // Closing a shared connection must first stop the actors this registry hosts on it.
+  const unhook = conn.onClose(() => closeImpl());
+
+  const services: Services = {
+    backend: conn.backend,
+    namespace: ns,
+    connection: conn,
+    register: (name, factory, ...args) => registerImpl(name, factory, undefined, args),
+    registerWithOptions: (name, factory, options, ...args) => registerImpl(name, factory, options, args),
+    getOrRegister: (name, factory, ...args) => getOrRegisterImpl(name, factory, undefined, args),
+    getOrRegisterWithOptions: (name, factory, options, ...args) => getOrRegisterImpl(name, factory, options, args),
+    serve: (name, factory, options, ...args) => serveImpl(name, factory, options, args),
+    get: getImpl,
+    at: <T>(name: string, opts?: HandleOptions) => {
+      validateName("service", name);
+      return makeHandle<T>(name, opts?.timeoutMs ?? p.timeoutMs);
+    },
+    async has(name) {
+      ensureOpen();
+      validateName("service", name);
+      return (await liveRecord(name)) !== undefined;
+    },
+    async list() {
+      ensureOpen();
+      const names = await registeredNames();
+      const live = await Promise.all(names.map((n) => liveRecord(n)));
+      return names.filter((_, i) => live[i] !== undefined);
+    },
+    async describe(name) {
+      ensureOpen();
+      return (await readRecord(validateName("service", name)))?.record;
+    },
+    status: () => (ensureOpen(), statusImpl()),
+    watch: watchImpl,
+    remove: (name) => (ensureOpen(), removeImpl(validateName("service", name))),
+    async reset() {
+      ensureOpen();
+      const names = await registeredNames();
+      await Promise.all(names.map((n) => removeImpl(n)));
+      // Instances whose service record is already gone (half-finished registrations).
+      for (const key of await store.keys(subjects.instanceKeyFilter())) {
+        const id = key.slice(key.lastIndexOf(".") + 1);
+        await stopInstance(id, 0);
+        await store.delete(key);
+      }
+    },
+    close: closeImpl,
+    [Symbol.asyncDispose]: () => closeImpl(),
+  };
+  return services;
+}

@@ -1,0 +1,32 @@
+/**
+ * The registry's storage: a key-value bucket with atomic create, compare-and-delete and a watch.
+ * JetStream KV implements it on NATS (cross-worker visibility, file storage that survives a
+ * server restart); a Map implements it for the local backend.
+ */
+export interface StoreEntry {
+  key: string;
+  value: Uint8Array;
+  revision: number;
+}
+
+export interface StoreChange {
+  key: string;
+  /** Undefined for deletes and purges. */
+  value: Uint8Array | undefined;
+  revision: number;
+}
+
+export interface StoreWatch extends AsyncIterable<StoreChange> {
+  stop(): void;
+}
+
+export interface RegistryStore {
+  /** Atomic: resolves the new revision, or undefined when the key already holds a value. */
+  create(key: string, value: Uint8Array): Promise<number | undefined>;
+  put(key: string, value: Uint8Array): Promise<number>;
+  get(key: string): Promise<StoreEntry | undefined>;
+  /** With `expectRevision`, deletes only if the key is still at that revision (false otherwise). */
+  delete(key: string, expectRevision?: number): Promise<boolean>;
+  keys(filter: string): Promise<string[]>;
+  watch(filter: string, includeExisting: boolean): Promise<StoreWatch>;
+}
