@@ -9,6 +9,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.ctl.<service>          liveness ping answered by any one host (same queue group)
  *   ab.<ns>.inst.<instanceId>      one host instance: ping, stats, stop
  *   ab.<ns>.inf.<name>             inference requests (queue group "inference")
+ *   ab.<ns>.inf.<name>.lease.<id>  lease renewals from inference servers to one client
  *   ab.<ns>.agent.<hostId>         a host agent's control subject (spawn, stop, list)
  *   ab.<ns>.replica.<id>.<rank>    one process of a replica (service routing, issue 3)
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
@@ -21,6 +22,8 @@ export interface Subjects {
   control(service: string): string;
   instance(instanceId: string): string;
   inference(name: string): string;
+  /** Where inference servers renew the leases of one client's held requests. */
+  inferenceLease(name: string, clientId: string): string;
   agent(hostId: string): string;
   replica(replicaId: string, rank: number): string;
   /** Wildcard that matches every subject of the namespace (for permissions and fuzzing). */
@@ -50,6 +53,7 @@ export function subjectsFor(namespace: string): Subjects {
     control: (s) => `${prefix}.ctl.${validateName("service", s)}`,
     instance: (id) => `${prefix}.inst.${id}`,
     inference: (n) => `${prefix}.inf.${validateName("inference server", n)}`,
+    inferenceLease: (n, id) => `${prefix}.inf.${validateName("inference server", n)}.lease.${validateName("client id", id)}`,
     agent: (h) => `${prefix}.agent.${validateName("host id", h)}`,
     replica: (id, rank) => `${prefix}.replica.${id}.${rank}`,
     all: () => `${prefix}.>`,
