@@ -4,9 +4,9 @@ import { decodeTypedArray, encodeTypedArray } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
- * same type. Typed arrays, Map, Set, Date (msgpack timestamp) and BigInt (int64) round-trip;
+ * same type. Typed arrays, Map, Set, Date (msgpack timestamp) and BigInt (any size) round-trip;
  * `undefined` object fields are dropped and `undefined` values become `null`, as in JSON.
- * Functions, symbols, cycles and out-of-range BigInts are refused with a CodecError before
+ * Functions, symbols and cycles are refused with a CodecError before
  * anything is sent.
  */
 export interface Codec {
@@ -17,33 +17,33 @@ export interface Codec {
 const EXT_TYPED_ARRAY = 1;
 const EXT_MAP = 2;
 const EXT_SET = 3;
+const EXT_BIGINT = 4;
 
 export function createCodec(): Codec {
   const ext = new ExtensionCodec();
-  // Encoders and decoders are reused (they keep growable buffers): creating one per message
-  // costs more than the encoding itself on small calls.
-  let encoder: Encoder;
-  let decoder: Decoder;
+  // Extension hooks run while the outer encoder is mid-message and may nest (a Map of Sets),
+  // so their payloads get fresh encoders; the outer pair is reused, as its buffers are.
+  const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true }).encode(v);
+  const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
   ext.register({ type: EXT_TYPED_ARRAY, encode: encodeTypedArray, decode: decodeTypedArray });
   ext.register({
     type: EXT_MAP,
-    encode: (v) => (v instanceof Map ? nested().encode([...v]) : null),
-    decode: (data) => new Map(nested().decode(data) as [unknown, unknown][]),
+    encode: (v) => (v instanceof Map ? encodeNested([...v]) : null),
+    decode: (data) => new Map(decodeNested(data) as [unknown, unknown][]),
   });
   ext.register({
     type: EXT_SET,
-    encode: (v) => (v instanceof Set ? nested().encode([...v]) : null),
-    decode: (data) => new Set(nested().decode(data) as unknown[]),
+    encode: (v) => (v instanceof Set ? encodeNested([...v]) : null),
+    decode: (data) => new Set(decodeNested(data) as unknown[]),
   });
-  // Extension payloads are encoded with a separate codec pair, because the outer encoder is
-  // mid-message when the extension hook runs.
-  let inner: { encode(v: unknown): Uint8Array; decode(b: Uint8Array): unknown } | undefined;
-  const nested = () => (inner ??= {
-    encode: (v) => new Encoder({ extensionCodec: ext, useBigInt64: true, ignoreUndefined: true }).encode(v),
-    decode: (b) => new Decoder({ extensionCodec: ext, useBigInt64: true }).decode(b),
+  // Decimal text: any size round-trips (msgpack's int64 would silently wrap larger values).
+  ext.register({
+    type: EXT_BIGINT,
+    encode: (v) => (typeof v === "bigint" ? new TextEncoder().encode(v.toString()) : null),
+    decode: (data) => BigInt(new TextDecoder().decode(data)),
   });
-  encoder = new Encoder({ extensionCodec: ext, useBigInt64: true, ignoreUndefined: true });
-  decoder = new Decoder({ extensionCodec: ext, useBigInt64: true });
+  const encoder = new Encoder({ extensionCodec: ext, ignoreUndefined: true });
+  const decoder = new Decoder({ extensionCodec: ext });
 
   return {
     encode(value) {

@@ -29,6 +29,8 @@ export function encodeTypedArray(input: unknown): Uint8Array | null {
 export function decodeTypedArray(data: Uint8Array): ArrayBufferView {
   const ctor = KINDS[data[0]!];
   if (!ctor) throw new Error(`unknown typed array tag ${data[0]}`);
-  const bytes = data.slice(1); // copy: aligned and independent of the message buffer
+  // An explicit copy: data may be a Node Buffer, whose slice() is a view into a shared pool.
+  const bytes = new Uint8Array(data.byteLength - 1);
+  bytes.set(data.subarray(1));
   return new ctor(bytes.buffer, 0, bytes.byteLength / ctor.BYTES_PER_ELEMENT);
 }

@@ -1,0 +1,90 @@
+import { createDeadlines, type Deadlines } from "../connection/index.ts";
+import { CallTimeoutError, OverloadedError } from "../errors/index.ts";
+import { RequestBuffer, type BufferedItem } from "./buffer.ts";
+import { checkInt, checkObject, rejectUnknown, TRANSPORT_DEFAULTS } from "./options.ts";
+import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
+
+export interface InProcessTransportOptions {
+  /** Default deadline of a call (ms). */
+  timeoutMs?: number;
+  /** Requests queued beyond this are refused at once with a retryable OverloadedError. */
+  maxBuffered?: number;
+}
+
+interface Pending<I, O> extends BufferedItem<I> {
+  resolve(v: O): void;
+  reject(e: unknown): void;
+  settled: boolean;
+  timeoutMs: number;
+}
+
+/**
+ * Clients and server in one process (TorchRL's ThreadingTransport). Inputs and results are
+ * passed by reference, never encoded or copied: a model may keep views into its inputs, and
+ * callers must not mutate an input until its call settles.
+ */
+export class InProcessTransport<I = unknown, O = unknown> implements InferenceTransport<I, O> {
+  private readonly buffer = new RequestBuffer<Pending<I, O>>();
+  private readonly deadlines: Deadlines<Pending<I, O>>;
+  private readonly timeoutMs: number;
+  private readonly maxBuffered: number;
+
+  constructor(opts: InProcessTransportOptions = {}) {
+    const where = "InProcessTransport options";
+    checkObject(where, opts, "{ timeoutMs: 5000 }");
+    rejectUnknown(where, opts, ["timeoutMs", "maxBuffered"]);
+    this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? TRANSPORT_DEFAULTS.timeoutMs, 1, "deadlines are in milliseconds");
+    this.maxBuffered = checkInt(where, "maxBuffered", opts.maxBuffered ?? TRANSPORT_DEFAULTS.maxBuffered, 1, "bound on queued requests");
+    this.deadlines = createDeadlines((p) => {
+      if (p.settled) return;
+      p.settled = true;
+      p.reject(new CallTimeoutError(`inference call timed out after ${p.timeoutMs} ms`, { details: { timeoutMs: p.timeoutMs } }));
+    });
+  }
+
+  submit(input: I, opts?: SubmitOptions): Promise<O> {
+    const timeoutMs = opts?.timeoutMs === undefined ? this.timeoutMs : checkInt("submit options", "timeoutMs", opts.timeoutMs, 1, "deadlines are in milliseconds");
+    if (this.buffer.size >= this.maxBuffered) {
+      return Promise.reject(new OverloadedError(`inference queue is full (${this.maxBuffered} requests); back off and retry`, { details: { maxBuffered: this.maxBuffered } }));
+    }
+    return new Promise<O>((resolve, reject) => {
+      const now = performance.now();
+      const p: Pending<I, O> = { input, resolve, reject, receivedAt: now, expiresAt: now + timeoutMs, settled: false, timeoutMs };
+      this.deadlines.add(p, timeoutMs);
+      this.buffer.push(p);
+    });
+  }
+
+  drain(maxItems: number): Drained<I> {
+    const items = this.buffer.take(maxItems);
+    return { inputs: items.map((p) => p.input), callbacks: items, receivedAt: items.map((p) => p.receivedAt) };
+  }
+
+  waitForWork(timeoutMs: number): Promise<void> {
+    return this.buffer.waitForWork(timeoutMs);
+  }
+
+  resolve(callback: unknown, result: O): void {
+    const p = callback as Pending<I, O>;
+    if (p.settled) return;
+    p.settled = true;
+    this.deadlines.delete(p, p.timeoutMs);
+    p.resolve(result);
+  }
+
+  resolveException(callback: unknown, error: unknown): void {
+    const p = callback as Pending<I, O>;
+    if (p.settled) return;
+    p.settled = true;
+    this.deadlines.delete(p, p.timeoutMs);
+    p.reject(error);
+  }
+
+  get expired(): number {
+    return this.buffer.expired;
+  }
+
+  client(): InferenceClient<I, O> {
+    return clientOf(this);
+  }
+}
