@@ -54,7 +54,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
 
     it("gives the caller a RemoteError with the remote name, message and stack", async () => {
       const h = await services.register("slow", SlowService);
-      const err = await h.fail("bad input").catch((e) => e);
+      const err = await h.fail("bad input").catch((e: any) => e);
       expect(err).to.be.instanceOf(RemoteError);
       expect(err.code).to.equal("REMOTE");
       expect(err.retryable).to.equal(false);
@@ -66,7 +66,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
     it("answers an unknown method with MethodNotFoundError listing the methods", async () => {
       const h = (await services.register("slow", SlowService)) as unknown as Record<string, () => Promise<unknown>>;
       for (const m of ["nope", "__proto__", "_private", "hasOwnProperty", "__defineGetter__"]) {
-        const err = await h[m]!().catch((e) => e);
+        const err = await h[m]!().catch((e: any) => e);
         expect(err, m).to.be.instanceOf(MethodNotFoundError);
         expect(err.message).to.contain("sleep");
       }
@@ -77,7 +77,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
       await services.serve("nobody", SlowService, {});
       await services.reset(); // registry entry gone and actor stopped
       const t0 = Date.now();
-      const err = await h.echo(1).catch((e) => e);
+      const err = await h.echo(1).catch((e: any) => e);
       expect(err.name).to.be.oneOf(["ServiceUnavailableError", "ServiceNotFoundError"]);
       expect(Date.now() - t0).to.be.lessThan(2_000);
     });
@@ -85,8 +85,8 @@ for (const backend of ["local", "nats"] as Backend[]) {
     it("fails at the deadline with CallTimeoutError, and the actor skips work whose caller gave up", async () => {
       await services.register("slow", SlowService);
       const h = await services.get<SlowService>("slow", { timeoutMs: 150 });
-      const blocker = h.sleep(400).catch((e) => e);
-      const late = await h.sleep(1).catch((e) => e); // queued behind the blocker past its deadline
+      const blocker = h.sleep(400).catch((e: any) => e);
+      const late = await h.sleep(1).catch((e: any) => e); // queued behind the blocker past its deadline
       expect(late).to.be.instanceOf(CallTimeoutError);
       expect(late.retryable).to.equal(true);
       expect(await blocker).to.be.instanceOf(CallTimeoutError);
@@ -100,14 +100,14 @@ for (const backend of ["local", "nats"] as Backend[]) {
       const cyclic: Record<string, unknown> = {};
       cyclic.self = cyclic;
       for (const bad of [() => 1, Symbol("s"), cyclic, { nested: [() => 2] }]) {
-        const err = await h.echo(bad as never).catch((e) => e);
+        const err = await h.echo(bad as never).catch((e: any) => e);
         expect(err, String(typeof bad)).to.be.instanceOf(CodecError);
       }
       const big = new Uint8Array(2 * 1024 * 1024);
-      const err = await h.echo(big).catch((e) => e);
+      const err = await h.echo(big).catch((e: any) => e);
       expect(err).to.be.instanceOf(CodecError);
       expect(err.message).to.contain("max_payload");
-      const ret = await h.returnsFunction().catch((e) => e);
+      const ret = await h.returnsFunction().catch((e: any) => e);
       expect(ret).to.be.instanceOf(CodecError);
       expect((await h.stats()).started).to.equal(0);
     });
@@ -127,7 +127,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
         large: 2 ** 53 - 1,
         nested: [{ a: [1, "two", null, true] }],
       };
-      const back = await h.echo(value);
+      const back: any = await h.echo(value);
       expect(back.f32).to.be.instanceOf(Float32Array).and.deep.equal(value.f32);
       expect(back.i32).to.be.instanceOf(Int32Array).and.deep.equal(value.i32);
       expect(back.f64).to.be.instanceOf(Float64Array).and.deep.equal(value.f64);
