@@ -66,7 +66,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
     it("answers an unknown method with MethodNotFoundError listing the methods", async () => {
       const h = (await services.register("slow", SlowService)) as unknown as Record<string, () => Promise<unknown>>;
       for (const m of ["nope", "__proto__", "_private", "hasOwnProperty", "__defineGetter__"]) {
-        const err = await h[m]!().catch((e: any) => e);
+        const err: any = await h[m]!().catch((e: any) => e);
         expect(err, m).to.be.instanceOf(MethodNotFoundError);
         expect(err.message).to.contain("sleep");
       }
@@ -77,7 +77,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
       await services.serve("nobody", SlowService, {});
       await services.reset(); // registry entry gone and actor stopped
       const t0 = Date.now();
-      const err = await h.echo(1).catch((e: any) => e);
+      const err: any = await h.echo(1).catch((e: any) => e);
       expect(err.name).to.be.oneOf(["ServiceUnavailableError", "ServiceNotFoundError"]);
       expect(Date.now() - t0).to.be.lessThan(2_000);
     });
@@ -104,7 +104,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
         expect(err, String(typeof bad)).to.be.instanceOf(CodecError);
       }
       const big = new Uint8Array(2 * 1024 * 1024);
-      const err = await h.echo(big).catch((e: any) => e);
+      const err: any = await h.echo(big).catch((e: any) => e);
       expect(err).to.be.instanceOf(CodecError);
       expect(err.message).to.contain("max_payload");
       const ret = await h.returnsFunction().catch((e: any) => e);
