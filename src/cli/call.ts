@@ -1,0 +1,29 @@
+import { InvalidOptionsError } from "../errors/index.ts";
+import { getServices } from "../registry/index.ts";
+import { connectionFrom, parse } from "./args.ts";
+
+/** `actorbus call <service> <method> [json]`: a JSON array is the argument list, anything else one argument. */
+export async function callCommand(argv: string[]): Promise<string> {
+  const { values, positionals } = parse(argv, { "timeout-ms": { type: "string" } });
+  const [service, method, json] = positionals;
+  if (!service || !method) throw new InvalidOptionsError("usage: actorbus call <service> <method> [json args] [--namespace N]");
+  let args: unknown[] = [];
+  if (json !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch (err) {
+      throw new InvalidOptionsError(`arguments must be JSON, e.g. '["hello", 2]' (${(err as Error).message})`);
+    }
+    args = Array.isArray(parsed) ? parsed : [parsed];
+  }
+  const timeoutMs = values["timeout-ms"] === undefined ? undefined : Number(values["timeout-ms"]);
+  const services = await getServices(connectionFrom(values));
+  try {
+    const handle = (await services.get(service, { timeoutMs })) as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    const result = await handle[method]!(...args);
+    return JSON.stringify(result, (_k, v) => (typeof v === "bigint" ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v), 2);
+  } finally {
+    await services.close();
+  }
+}

@@ -1,0 +1,42 @@
+import { ActorBusError } from "../errors/index.ts";
+import { callCommand } from "./call.ts";
+import { lsCommand } from "./ls.ts";
+import { resetCommand } from "./reset.ts";
+
+const HELP = `actorbus — services and actors on NATS
+
+  actorbus ls     [--namespace N] [--json]              services with host, calls, errors
+  actorbus call   <service> <method> [json args] [-n N] call a method, print the JSON result
+  actorbus reset  --namespace N                         stop every service of a namespace
+
+Common: --servers URL (default NATS_URL, then nats://127.0.0.1:4222), --creds FILE.
+Credentials from the environment: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CREDS.`;
+
+type Command = (argv: string[]) => Promise<string | void>;
+const commands: Record<string, Command> = {
+  ls: lsCommand,
+  call: callCommand,
+  reset: resetCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    const out = await cmd(rest);
+    if (out) console.log(out);
+    return 0;
+  } catch (err) {
+    const e = err as Error;
+    console.error(err instanceof ActorBusError ? `${e.name} [${err.code}]: ${e.message}` : `error: ${e.stack ?? e.message}`);
+    return 1;
+  }
+}
