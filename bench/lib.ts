@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+
+/** Latency samples in ms → summary figures. */
+export function summarize(samplesMs: number[]): { p50Ms: number; p99Ms: number; meanMs: number } {
+  const s = [...samplesMs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
+  return { p50Ms: round(q(0.5), 4), p99Ms: round(q(0.99), 4), meanMs: round(s.reduce((a, b) => a + b, 0) / Math.max(1, s.length), 4) };
+}
+
+export const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+export const ratio = (a: number, b: number) => round(a / b, 3);
+
+/** Runs `n` calls one after another; calls/s and latency. */
+export async function sequential(n: number, call: () => Promise<unknown>) {
+  for (let i = 0; i < Math.min(200, n); i++) await call(); // warm-up: JIT and connection
+  const lat: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const s = performance.now();
+    await call();
+    lat.push(performance.now() - s);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  return { callsPerSec: Math.round(n / secs), ...summarize(lat) };
+}
+
+/** Keeps `inFlight` calls outstanding until `total` complete; calls/s. */
+export async function pipelined(total: number, inFlight: number, call: () => Promise<unknown>) {
+  await Promise.all(Array.from({ length: inFlight }, () => call())); // warm-up
+  let started = 0;
+  const t0 = performance.now();
+  const lane = async () => {
+    while (started < total) {
+      started++;
+      await call();
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, lane));
+  return { callsPerSec: Math.round(total / ((performance.now() - t0) / 1000)), inFlight };
+}
+
+/** A child process running a bench helper script; resolves once it prints "ready". */
+export async function startChild(script: string, args: string[]): Promise<{ child: ChildProcess; lines: AsyncIterator<string>; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.value !== "ready") throw new Error(`${script} did not start: ${first.value}`);
+  return {
+    child,
+    lines,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.stdin!.end();
+      const t = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+export function printTable(title: string, rows: [string, string | number][]): void {
+  console.log(`\n${title}`);
+  const w = Math.max(...rows.map((r) => r[0].length));
+  for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
+}
