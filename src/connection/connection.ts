@@ -1,5 +1,5 @@
 import { connect } from "@nats-io/transport-node";
-import type { Msg, NatsConnection } from "@nats-io/nats-core";
+import { PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
@@ -76,6 +76,11 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
         mux.failAll((subject) => new ConnectionLostError(`connection to NATS lost while calling ${subject}; the call may or may not have run`));
+      } else if (s.type === "error" && s.error instanceof PermissionViolationError && s.error.operation === "publish") {
+        // The server drops a forbidden publish and says so once; without this the call would
+        // wait for its deadline and end as a misleading timeout.
+        const subject = s.error.subject;
+        mux.failSubject(subject, new PermissionError(`this connection's NATS user may not publish to ${subject}`, { details: { subject } }));
       }
     }
   })().catch(() => {});

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import type { ConnectionOptions as NatsOptions, Authenticator } from "@nats-io/nats-core";
-import { credsAuthenticator, nkeyAuthenticator } from "@nats-io/nats-core";
+import type { ConnectionOptions as NatsOptions, Authenticator } from "@nats-io/transport-node";
+import { credsAuthenticator, nkeyAuthenticator } from "@nats-io/transport-node";
 import { InvalidOptionsError } from "../errors/index.ts";
 
 /**
@@ -20,6 +20,11 @@ export interface ConnectionOptions {
   /** A .creds file (JWT + seed), as `nats` CLI uses. */
   credsFile?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string; handshakeFirst?: boolean };
+  /**
+   * Prefix of reply subjects (default "_INBOX"). Give each tenant its own (e.g. "_INBOX_team_a")
+   * and allow only that in its NATS permissions, so no tenant can subscribe to others' replies.
+   */
+  inboxPrefix?: string;
   /**
    * When no `servers`/NATS_URL is given and nothing answers on 127.0.0.1:4222: "auto" (default)
    * starts a private `nats-server -js` child (stopped on close) if one is on PATH, "never" fails
@@ -73,5 +78,6 @@ export function toNatsOptions(opts: ConnectionOptions, servers: string[]): NatsO
   if (opts.token !== undefined) out.token = opts.token;
   if (authenticators[0]) out.authenticator = authenticators[0];
   if (opts.tls) out.tls = { ...opts.tls };
+  if (opts.inboxPrefix !== undefined) out.inboxPrefix = opts.inboxPrefix;
   return out;
 }

@@ -1,5 +1,5 @@
-import type { NatsConnection, Msg } from "@nats-io/nats-core";
-import { nuid } from "@nats-io/nats-core";
+import type { NatsConnection, Msg } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
 import {
   CallTimeoutError,
   ClosedError,
@@ -29,6 +29,8 @@ export interface RequestMux {
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Fails every in-flight request (used when the connection drops or closes). */
   failAll(makeError: (subject: string) => ActorBusError): void;
+  /** Fails the in-flight requests to one subject (the server refused to let us publish there). */
+  failSubject(subject: string, err: ActorBusError): void;
   readonly inFlight: number;
   close(): void;
 }
@@ -104,6 +106,14 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       for (const [id, p] of all) {
         deadlines.delete(id, p.timeoutMs);
         p.reject(makeError(p.subject));
+      }
+    },
+    failSubject(subject, err) {
+      for (const [id, p] of pending) {
+        if (p.subject !== subject) continue;
+        pending.delete(id);
+        deadlines.delete(id, p.timeoutMs);
+        p.reject(err);
       }
     },
     get inFlight() {

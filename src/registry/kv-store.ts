@@ -1,6 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError, StorageType } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude, type KV } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { ActorBusError, PermissionError } from "../errors/index.ts";
 import type { RegistryStore, StoreChange, StoreWatch } from "./store.ts";
 
