@@ -1,5 +1,6 @@
 import { createDeadlines, type Deadlines } from "../connection/index.ts";
 import { CallTimeoutError, OverloadedError } from "../errors/index.ts";
+import { InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { checkInt, checkObject, rejectUnknown, TRANSPORT_DEFAULTS } from "./options.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
@@ -28,6 +29,7 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
   private readonly deadlines: Deadlines<Pending<I, O>>;
   private readonly timeoutMs: number;
   private readonly maxBuffered: number;
+  private state: "idle" | "listening" | "stopped" = "idle";
 
   constructor(opts: InProcessTransportOptions = {}) {
     const where = "InProcessTransport options";
@@ -43,6 +45,10 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
   }
 
   submit(input: I, opts?: SubmitOptions): Promise<O> {
+    if (this.state === "stopped") {
+      // Like NATS no-responders after the last server left: fail now, not at the deadline.
+      return Promise.reject(new InferenceShutdownError(SHUTTING_DOWN_MESSAGE));
+    }
     const timeoutMs = opts?.timeoutMs === undefined ? this.timeoutMs : checkInt("submit options", "timeoutMs", opts.timeoutMs, 1, "deadlines are in milliseconds");
     if (this.buffer.size >= this.maxBuffered) {
       return Promise.reject(new OverloadedError(`inference queue is full (${this.maxBuffered} requests); back off and retry`, { details: { maxBuffered: this.maxBuffered } }));
@@ -53,6 +59,15 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
       this.deadlines.add(p, timeoutMs);
       this.buffer.push(p);
     });
+  }
+
+  /** Requests submitted before a server starts wait for it (TorchRL queues them too). */
+  async listen(): Promise<void> {
+    this.state = "listening";
+  }
+
+  async stopListening(): Promise<void> {
+    if (this.state === "listening") this.state = "stopped";
   }
 
   drain(maxItems: number): Drained<I> {
@@ -78,6 +93,11 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
     p.settled = true;
     this.deadlines.delete(p, p.timeoutMs);
     p.reject(error);
+  }
+
+  /** Requests waiting for the server loop to drain them. */
+  get buffered(): number {
+    return this.buffer.size;
   }
 
   get expired(): number {

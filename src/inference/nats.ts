@@ -1,0 +1,442 @@
+import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
+import { nuid } from "@nats-io/nats-core";
+import { wrapNatsConnection, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
+import { ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
+import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
+import { RequestBuffer, type BufferedItem } from "./buffer.ts";
+import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
+import { checkInt, checkObject, rejectUnknown, TRANSPORT_DEFAULTS } from "./options.ts";
+import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
+
+export interface NatsTransportOptions {
+  /** A BusConnection (connectBus) or a nats.js NatsConnection, which stays the caller's to close. */
+  connection: BusConnection | NatsConnection;
+  namespace: string;
+  /** The inference server's name: requests go to `ab.<namespace>.inf.<name>`. */
+  name: string;
+  /** Client side: default deadline of a call (ms). */
+  timeoutMs?: number;
+  /** Server side: requests buffered beyond this are refused at once with OverloadedError. */
+  maxBuffered?: number;
+  /**
+   * Client side: how long the server holding a request may stay silent before the call fails
+   * with InferenceServerLostError. Servers renew held requests every leaseMs/4, so it must
+   * exceed the longest stretch a server's event loop is blocked (a synchronous model call).
+   */
+  leaseMs?: number;
+}
+
+/*
+ * Wire format (msgpack through the connection's codec):
+ *   request  [seq, leaseSubject, deadlineMs, leaseMs, input]    via transport.request
+ *   reply    [0, result] | [1, WireError]
+ *   lease    [seq, seq, ...]   server -> leaseSubject: "I still hold these of yours"
+ *
+ * Why leases: a request travels to one server of the queue group and NATS tells nobody if that
+ * process dies. Renewals make the holder visible without an extra message per request: a call
+ * answered within leaseMs/2 (the common case) costs exactly one request and one reply; a call
+ * held longer is renewed every leaseMs/4; a call not renewed for leaseMs fails fast instead of
+ * waiting for its deadline.
+ */
+const OK = 0;
+const ERR = 1;
+
+interface ClientPending {
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  /** performance.now() after which the holder counts as lost unless it renews. */
+  leaseUntil: number;
+}
+
+interface Held<I> extends BufferedItem<I> {
+  readonly msg: Inbound;
+  readonly seq: number;
+  readonly leaseSubject: string;
+  readonly leaseMs: number;
+  settled: boolean;
+}
+
+function isBusConnection(c: unknown): c is BusConnection {
+  return c !== null && typeof c === "object" && "transport" in c && "codec" in c && "onClose" in c;
+}
+
+function isNatsConnection(c: unknown): c is NatsConnection {
+  return c !== null && typeof c === "object" && typeof (c as NatsConnection).publish === "function" && typeof (c as NatsConnection).subscribe === "function";
+}
+
+/**
+ * Clients anywhere on the NATS network, servers sharing load through the queue group
+ * "inference". One object can act as client (`submit`, `client()`) and as server transport
+ * (`listen`, `drain`, ...); the InferenceServer drives the server side.
+ */
+export class NatsTransport<I = unknown, O = unknown> implements InferenceTransport<I, O>, AsyncDisposable {
+  readonly name: string;
+  readonly namespace: string;
+  /** The subject requests are sent to. */
+  readonly subject: string;
+  private readonly conn: BusConnection;
+  private readonly timeoutMs: number;
+  private readonly maxBuffered: number;
+  private readonly leaseMs: number;
+  private closed = false;
+
+  // client side
+  private readonly pending = new Map<number, ClientPending>();
+  private nextSeq = 1;
+  private leaseSubject: string | undefined;
+  private leaseSub: Subscription | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+
+  // server side
+  private readonly buffer: RequestBuffer<Held<I>>;
+  private readonly heldItems = new Set<Held<I>>();
+  private serverSub: { drain(): Promise<void> } | undefined;
+  private listening = false;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private removeCloseHook: (() => void) | undefined;
+  private heldEmptyWaiters: (() => void)[] = [];
+
+  constructor(opts: NatsTransportOptions) {
+    const where = "NatsTransport options";
+    checkObject(where, opts, '{ connection, namespace: "rl", name: "policy" }');
+    rejectUnknown(where, opts, ["connection", "namespace", "name", "timeoutMs", "maxBuffered", "leaseMs"]);
+    if (isBusConnection(opts.connection)) this.conn = opts.connection;
+    else if (isNatsConnection(opts.connection)) this.conn = wrapNatsConnection(opts.connection);
+    else throw new InvalidOptionsError(`${where}: connection must be a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
+    const subjects = subjectsFor(opts.namespace);
+    this.namespace = subjects.namespace;
+    this.subject = subjects.inference(opts.name);
+    this.name = opts.name;
+    this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? TRANSPORT_DEFAULTS.timeoutMs, 1, "deadlines are in milliseconds");
+    this.maxBuffered = checkInt(where, "maxBuffered", opts.maxBuffered ?? TRANSPORT_DEFAULTS.maxBuffered, 1, "bound on requests a server queues");
+    this.leaseMs = checkInt(where, "leaseMs", opts.leaseMs ?? TRANSPORT_DEFAULTS.leaseMs, 20, "raise it above your longest synchronous model call");
+    this.buffer = new RequestBuffer<Held<I>>((item) => this.release(item));
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  submit(input: I, opts?: SubmitOptions): Promise<O> {
+    if (this.closed) return Promise.reject(new ClosedError(`NatsTransport for ${this.subject} is closed`));
+    const timeoutMs = opts?.timeoutMs === undefined ? this.timeoutMs : checkInt("submit options", "timeoutMs", opts.timeoutMs, 1, "deadlines are in milliseconds");
+    const leaseSubject = this.ensureLeaseSubscription();
+    const seq = this.nextSeq++;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.conn.codec.encode([seq, leaseSubject, timeoutMs, this.leaseMs, input]);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<O>((resolve, reject) => {
+      const p: ClientPending = { resolve: resolve as (v: unknown) => void, reject, leaseUntil: performance.now() + this.leaseMs };
+      this.pending.set(seq, p);
+      this.armLeaseCheck();
+      this.conn.transport.request(this.subject, bytes, timeoutMs).then(
+        (reply) => {
+          if (this.pending.get(seq) !== p) return; // already failed by the lease check
+          this.pending.delete(seq);
+          let decoded: [number, unknown];
+          try {
+            decoded = this.conn.codec.decode<[number, unknown]>(reply);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          if (decoded[0] === OK) resolve(decoded[1] as O);
+          else reject(errorFromWire(decoded[1] as WireError));
+        },
+        (err) => {
+          if (this.pending.get(seq) !== p) return;
+          this.pending.delete(seq);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  client(): InferenceClient<I, O> {
+    return clientOf(this);
+  }
+
+  /** Calls waiting for a reply from this client. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private ensureLeaseSubscription(): string {
+    if (this.leaseSubject) return this.leaseSubject;
+    const subject = subjectsFor(this.namespace).inferenceLease(this.name, nuid.next());
+    // Subscribed before the first request is published on the same connection, so the NATS
+    // server knows the lease subject before any server can renew to it.
+    this.leaseSub = this.conn.transport.subscribe(subject, (msg) => this.onLease(msg));
+    this.leaseSubject = subject;
+    return subject;
+  }
+
+  private onLease(msg: Inbound): void {
+    let seqs: unknown;
+    try {
+      seqs = this.conn.codec.decode(msg.data);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(seqs)) return;
+    const until = performance.now() + this.leaseMs;
+    for (const s of seqs) {
+      const p = this.pending.get(s as number);
+      if (p) p.leaseUntil = until;
+    }
+  }
+
+  private armLeaseCheck(): void {
+    if (this.leaseTimer || this.pending.size === 0) return;
+    const periodMs = Math.max(5, this.leaseMs / 4);
+    const armedAt = performance.now();
+    this.leaseTimer = setTimeout(() => {
+      this.leaseTimer = undefined;
+      // Timers run before I/O in Node's loop: after a long block here, renewals already in the
+      // socket must be read before leases are judged, or a healthy server would look dead.
+      setImmediate(() => {
+        const now = performance.now();
+        if (now - armedAt > 2 * periodMs) {
+          // This process stalled (GC, a synchronous call): servers in it could not renew, and
+          // renewals from others may still be in flight. Silence we slept through is not
+          // evidence; give every holder two periods to speak again.
+          for (const p of this.pending.values()) p.leaseUntil = Math.max(p.leaseUntil, now + 2 * periodMs);
+        } else {
+          this.expireLeases(now);
+        }
+        this.armLeaseCheck();
+      });
+    }, periodMs);
+    this.leaseTimer.unref();
+  }
+
+  private expireLeases(now: number): void {
+    for (const [seq, p] of this.pending) {
+      if (p.leaseUntil > now) continue;
+      this.pending.delete(seq);
+      p.reject(
+        new InferenceServerLostError(
+          `inference server for ${this.subject} went silent for ${this.leaseMs} ms while holding the call (process killed, host lost or event loop blocked); the request may or may not have run`,
+          { details: { subject: this.subject, leaseMs: this.leaseMs } },
+        ),
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- server side
+
+  async listen(): Promise<void> {
+    if (this.closed) throw new ClosedError(`NatsTransport for ${this.subject} is closed`);
+    if (this.listening) return;
+    this.listening = true;
+    const nc = this.conn.nc;
+    if (nc) {
+      // nats.js subscriptions can drain: on shutdown, requests already routed to us are still
+      // delivered and answered (with InferenceShutdownError) instead of being dropped silently.
+      const sub: NatsSubscription = nc.subscribe(this.subject, {
+        queue: QUEUE_INFERENCE,
+        callback: (err: Error | null, msg: Msg) => {
+          if (!err) this.onRequest(msg as Inbound);
+        },
+      });
+      this.serverSub = { drain: () => sub.drain().catch(() => {}) };
+    } else {
+      const sub = this.conn.transport.subscribe(this.subject, (msg) => this.onRequest(msg), { queue: QUEUE_INFERENCE });
+      this.serverSub = { drain: async () => sub.unsubscribe() };
+    }
+    this.removeCloseHook = this.conn.onClose(() => this.onConnectionClose());
+    await this.conn.transport.flush();
+  }
+
+  async stopListening(): Promise<void> {
+    if (!this.listening) return;
+    this.listening = false;
+    this.removeCloseHook?.();
+    this.removeCloseHook = undefined;
+    const sub = this.serverSub;
+    this.serverSub = undefined;
+    await sub?.drain();
+  }
+
+  drain(maxItems: number): Drained<I> {
+    const items = this.buffer.take(maxItems);
+    return { inputs: items.map((h) => h.input), callbacks: items, receivedAt: items.map((h) => h.receivedAt) };
+  }
+
+  waitForWork(timeoutMs: number): Promise<void> {
+    return this.buffer.waitForWork(timeoutMs);
+  }
+
+  resolve(callback: unknown, result: O): void {
+    const h = callback as Held<I>;
+    if (h.settled) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = this.conn.codec.encode([OK, result]);
+    } catch (err) {
+      bytes = this.conn.codec.encode([ERR, errorToWire(err)]);
+    }
+    this.answer(h, bytes);
+  }
+
+  resolveException(callback: unknown, error: unknown): void {
+    const h = callback as Held<I>;
+    if (h.settled) return;
+    this.answer(h, this.conn.codec.encode([ERR, errorToWire(error)]));
+  }
+
+  /** Requests waiting for the server loop to drain them. */
+  get buffered(): number {
+    return this.buffer.size;
+  }
+
+  get expired(): number {
+    return this.buffer.expired;
+  }
+
+  /** Requests this server has received and not answered yet (buffered or in a batch). */
+  get held(): number {
+    return this.heldItems.size;
+  }
+
+  private onRequest(msg: Inbound): void {
+    if (!this.listening) {
+      this.reply(msg, ERR, errorToWire(new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } })));
+      return;
+    }
+    if (this.buffer.size >= this.maxBuffered) {
+      this.reply(msg, ERR, errorToWire(new OverloadedError(`inference server ${this.subject} has ${this.maxBuffered} requests queued; back off and retry`, { details: { subject: this.subject, maxBuffered: this.maxBuffered } })));
+      return;
+    }
+    let req: unknown;
+    try {
+      req = this.conn.codec.decode(msg.data);
+    } catch (err) {
+      this.reply(msg, ERR, errorToWire(err));
+      return;
+    }
+    if (!Array.isArray(req) || req.length !== 5 || typeof req[0] !== "number" || typeof req[1] !== "string" || typeof req[2] !== "number" || typeof req[3] !== "number") {
+      this.reply(msg, ERR, errorToWire(new CodecError(`malformed inference request on ${this.subject}; send it with NatsTransport.submit`)));
+      return;
+    }
+    const now = performance.now();
+    const h: Held<I> = {
+      input: req[4] as I,
+      msg,
+      seq: req[0],
+      leaseSubject: req[1],
+      leaseMs: req[3],
+      receivedAt: now,
+      expiresAt: now + req[2],
+      settled: false,
+    };
+    this.heldItems.add(h);
+    this.buffer.push(h);
+    this.armRenew();
+  }
+
+  private reply(msg: Inbound, kind: number, value: unknown): void {
+    try {
+      msg.respond(this.conn.codec.encode([kind, value]));
+    } catch {
+      // The connection is gone; the caller's lease or deadline reports it.
+    }
+  }
+
+  private answer(h: Held<I>, bytes: Uint8Array): void {
+    this.release(h);
+    try {
+      h.msg.respond(bytes);
+    } catch {
+      // Connection closed under us: the caller's lease check reports the loss.
+    }
+  }
+
+  private release(h: Held<I>): void {
+    h.settled = true;
+    this.heldItems.delete(h);
+    if (this.heldItems.size === 0 && this.heldEmptyWaiters.length > 0) {
+      const ws = this.heldEmptyWaiters;
+      this.heldEmptyWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+
+  private armRenew(): void {
+    if (this.renewTimer || this.heldItems.size === 0) return;
+    let minLease = Infinity;
+    for (const h of this.heldItems) if (h.leaseMs < minLease) minLease = h.leaseMs;
+    const periodMs = Math.max(5, Math.floor(minLease / 4));
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = undefined;
+      this.renew(periodMs);
+      this.armRenew();
+    }, periodMs);
+    this.renewTimer.unref();
+  }
+
+  /**
+   * Renews requests held for at least one period; younger ones are still inside the lease the
+   * client started at send time, which keeps fast calls free of lease traffic.
+   */
+  private renew(periodMs: number): void {
+    const cutoff = performance.now() - periodMs;
+    const byClient = new Map<string, number[]>();
+    for (const h of this.heldItems) {
+      if (h.receivedAt > cutoff) continue;
+      let seqs = byClient.get(h.leaseSubject);
+      if (!seqs) byClient.set(h.leaseSubject, (seqs = []));
+      seqs.push(h.seq);
+    }
+    for (const [subject, seqs] of byClient) {
+      try {
+        this.conn.transport.publish(subject, this.conn.codec.encode(seqs));
+      } catch {
+        return; // connection closed; callers' leases lapse
+      }
+    }
+  }
+
+  /** Connection closing under a listening server: refuse what is queued, let the batch finish. */
+  private async onConnectionClose(): Promise<void> {
+    await this.stopListening();
+    const err = new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } });
+    for (const h of this.buffer.takeAll()) this.resolveException(h, err);
+    if (this.heldItems.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 5_000);
+        this.heldEmptyWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Client side: fails calls in flight with ClosedError and drops the lease subscription.
+   * Server side: stops listening. The connection stays open (it is the caller's). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.stopListening();
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.leaseTimer = undefined;
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.renewTimer = undefined;
+    this.leaseSub?.unsubscribe();
+    this.leaseSub = undefined;
+    const err = new ClosedError(`NatsTransport for ${this.subject} was closed while the call was in flight`);
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(err);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,103 @@
+/** What `InferenceServer.stats()` reports (TorchRL's server stats, milliseconds throughout). */
+export interface InferenceServerStats {
+  /** Requests answered by a model call since start (or the last reset). */
+  requests: number;
+  /** Model calls. */
+  batches: number;
+  /** Batches whose collate, model or split failed; every caller of the batch got the error. */
+  failedBatches: number;
+  /** Requests dropped before the model because their caller's deadline had passed. */
+  expired: number;
+  meanBatchSize: number;
+  /** Time from arrival at the server to the start of the model call. */
+  p50QueueWaitMs: number;
+  p95QueueWaitMs: number;
+  /** Duration of the model call alone (collate and split excluded). */
+  p50ModelMs: number;
+  p95ModelMs: number;
+  requestsPerSecond: number;
+  batchesPerSecond: number;
+}
+
+/** Recent samples only (a fixed window), so a long-running server reports current behaviour. */
+class Window {
+  private readonly values: Float64Array;
+  private n = 0;
+  constructor(size: number) {
+    this.values = new Float64Array(size);
+  }
+  add(v: number): void {
+    this.values[this.n++ % this.values.length] = v;
+  }
+  sorted(): Float64Array {
+    return this.values.slice(0, Math.min(this.n, this.values.length)).sort();
+  }
+  mean(): number {
+    const k = Math.min(this.n, this.values.length);
+    if (k === 0) return 0;
+    let s = 0;
+    for (let i = 0; i < k; i++) s += this.values[i]!;
+    return s / k;
+  }
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.round((sorted.length - 1) * p)]!;
+}
+
+export class StatsRecorder {
+  private startedAt = performance.now();
+  private requests = 0;
+  private batches = 0;
+  private failed = 0;
+  private batchSizes: Window;
+  private queueWait: Window;
+  private modelMs: Window;
+
+  constructor(private readonly windowSize: number) {
+    this.batchSizes = new Window(windowSize);
+    this.queueWait = new Window(windowSize);
+    this.modelMs = new Window(windowSize);
+  }
+
+  batch(size: number, queueWaitMs: readonly number[], modelMs: number): void {
+    this.requests += size;
+    this.batches++;
+    this.batchSizes.add(size);
+    for (const w of queueWaitMs) this.queueWait.add(w);
+    this.modelMs.add(modelMs);
+  }
+
+  failedBatch(): void {
+    this.failed++;
+  }
+
+  snapshot(expired: number): InferenceServerStats {
+    const elapsedS = Math.max((performance.now() - this.startedAt) / 1000, 1e-9);
+    const qw = this.queueWait.sorted();
+    const mm = this.modelMs.sorted();
+    return {
+      requests: this.requests,
+      batches: this.batches,
+      failedBatches: this.failed,
+      expired,
+      meanBatchSize: this.batchSizes.mean(),
+      p50QueueWaitMs: percentile(qw, 0.5),
+      p95QueueWaitMs: percentile(qw, 0.95),
+      p50ModelMs: percentile(mm, 0.5),
+      p95ModelMs: percentile(mm, 0.95),
+      requestsPerSecond: this.requests / elapsedS,
+      batchesPerSecond: this.batches / elapsedS,
+    };
+  }
+
+  reset(): void {
+    this.startedAt = performance.now();
+    this.requests = 0;
+    this.batches = 0;
+    this.failed = 0;
+    this.batchSizes = new Window(this.windowSize);
+    this.queueWait = new Window(this.windowSize);
+    this.modelMs = new Window(this.windowSize);
+  }
+}

@@ -1,0 +1,133 @@
+import { expect } from "chai";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connectBus, type BusConnection } from "../../src/connection/index.ts";
+import { CodecError, errorFromWire, InvalidOptionsError, type WireError } from "../../src/errors/index.ts";
+import { InferenceServer, InferenceShutdownError, NatsTransport, type TensorBatch, type TensorRecord } from "../../src/inference/index.ts";
+import { subjectsFor } from "../../src/subjects/index.ts";
+import { testUrl, uniqueNamespace, until } from "../helpers/nats.ts";
+import { doubling, obs } from "./helpers.ts";
+
+const slow = (ms: number) => async (b: TensorBatch) => (await new Promise((r) => setTimeout(r, ms)), doubling(b));
+
+describe("NatsTransport", function () {
+  this.timeout(15_000);
+  let serverConn: BusConnection;
+  let clientConn: BusConnection;
+  let ns: string;
+  const cleanup: (() => Promise<unknown>)[] = [];
+  beforeEach(async () => {
+    ns = uniqueNamespace("inf");
+    serverConn = await connectBus({ servers: testUrl() });
+    clientConn = await connectBus({ servers: testUrl() });
+  });
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+    await Promise.all([serverConn.close(), clientConn.close()]);
+  });
+  const transport = (connection: BusConnection | NatsConnection, o: object = {}) => {
+    const t = new NatsTransport<TensorRecord, TensorRecord>({ connection, namespace: ns, name: "policy", ...o });
+    cleanup.push(() => t.close());
+    return t;
+  };
+  const start = async (model: (b: TensorBatch) => unknown, t: NatsTransport<TensorRecord, TensorRecord>, o: object = {}) => {
+    const s = new InferenceServer(model as (b: TensorBatch) => Promise<ReturnType<typeof doubling>>, t, o).start();
+    cleanup.push(() => s.shutdown());
+    await s.ready();
+    return s;
+  };
+
+  it("accepts a raw nats.js connection, which it leaves open", async () => {
+    const nc = await connect({ servers: testUrl() });
+    try {
+      await start(doubling, transport(nc));
+      const client = transport(nc);
+      const r = await client.submit(obs(1.5, -2));
+      expect(r.action).to.deep.equal(new Float32Array([3, -4]));
+      await client.close();
+      expect(nc.isClosed()).to.equal(false);
+    } finally {
+      for (const c of cleanup.splice(0).reverse()) await c();
+      await nc.close();
+    }
+  });
+
+  it("shares the load between servers of one name (queue group)", async () => {
+    const a = await start(slow(10), transport(serverConn));
+    const b = await start(slow(10), transport(serverConn));
+    const client = transport(clientConn);
+    await Promise.all(Array.from({ length: 64 }, (_, i) => client.submit(obs(i))));
+    expect(a.stats().requests + b.stats().requests).to.equal(64);
+    expect(a.stats().requests).to.be.above(0);
+    expect(b.stats().requests).to.be.above(0);
+  });
+
+  it("renews the lease of a call held longer than leaseMs, so a slow batch is not taken for a dead server", async () => {
+    await start(slow(500), transport(serverConn));
+    const client = transport(clientConn, { leaseMs: 100 });
+    const r = await client.submit(obs(4));
+    expect(r.action).to.deep.equal(new Float32Array([8]));
+  });
+
+  it("does not take its own stalled event loop for a dead server (server in the same process)", async () => {
+    await start(slow(400), transport(serverConn));
+    const client = transport(clientConn, { leaseMs: 100 });
+    const call = client.submit(obs(5));
+    await new Promise((r) => setTimeout(r, 20));
+    const end = Date.now() + 300; // neither side can renew or read renewals meanwhile
+    while (Date.now() < end);
+    expect((await call).action).to.deep.equal(new Float32Array([10]));
+  });
+
+  it("on graceful shutdown of one of two servers, no call is lost or left to its deadline", async () => {
+    const leaving = await start(slow(2), transport(serverConn));
+    await start(slow(2), transport(serverConn));
+    const client = transport(clientConn, { timeoutMs: 5_000, leaseMs: 2_000 });
+    const settled: (string | number)[] = [];
+    const waves = (async () => {
+      for (let wave = 0; wave < 20; wave++) {
+        await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            client.submit(obs(wave * 10 + i)).then(
+              (r) => settled.push((r.action as Float32Array)[0]! / 2),
+              (e: Error) => settled.push(e.name),
+            ),
+          ),
+        );
+      }
+    })();
+    await until(() => settled.length >= 30, 5_000, "traffic");
+    const t0 = performance.now();
+    await leaving.shutdown();
+    expect(performance.now() - t0).to.be.below(2_000);
+    await waves;
+    expect(settled).to.have.length(200);
+    const failures = settled.filter((s) => typeof s === "string");
+    expect(failures.every((f) => f === InferenceShutdownError.name), `failures: ${failures.join(", ")}`).to.equal(true);
+  });
+
+  it("answers a malformed request with CodecError instead of ignoring it", async () => {
+    await start(doubling, transport(serverConn));
+    const subject = subjectsFor(ns).inference("policy");
+    const bytes = await clientConn.transport.request(subject, clientConn.codec.encode({ not: "a request" }), 2_000);
+    const [kind, wire] = clientConn.codec.decode<[number, WireError]>(bytes);
+    expect(kind).to.equal(1);
+    expect(errorFromWire(wire)).to.be.instanceOf(CodecError);
+  });
+
+  it("validates its options with messages that name the fix", () => {
+    expect(() => new NatsTransport({ connection: {} as BusConnection, namespace: ns, name: "p" })).to.throw(InvalidOptionsError, /connectBus/);
+    expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", leaseMs: 5 })).to.throw(InvalidOptionsError, /leaseMs must be an integer >= 20/);
+    expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", timeout: 5 } as never)).to.throw(InvalidOptionsError, /unknown option "timeout"/);
+    expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "a.b" })).to.throw(/invalid inference server name/);
+  });
+
+  it("fails calls in flight with ClosedError when the client transport closes", async () => {
+    await start(slow(1_000), transport(serverConn));
+    const client = new NatsTransport({ connection: clientConn, namespace: ns, name: "policy" });
+    const call = client.submit(obs(1)).catch((e: Error) => e);
+    await until(() => client.inFlight === 1, 2_000, "in flight");
+    await client.close();
+    expect((await call as Error).name).to.equal("ClosedError");
+    await client.close(); // idempotent
+  });
+});
