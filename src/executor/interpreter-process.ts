@@ -1,0 +1,290 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { open } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import { encodeFrame, FrameDecoder } from "./framing.ts";
+import type { ResolvedExecutorOptions } from "./options.ts";
+import { pickUid, pythonFlags, rlimitsFor, sandboxEnv, sweepUid, wrapperArgs, type SandboxPlan } from "./sandbox.ts";
+
+/** What the runner answers for one execution (see runner.py). */
+export interface RunnerResult {
+  id: number;
+  ok: boolean;
+  returncode: number;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  memoryError: boolean;
+  durationMs: number;
+  rssBytes: number | null;
+}
+
+export interface Captured {
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+}
+
+export type Outcome =
+  | { kind: "ok"; result: RunnerResult }
+  | ({ kind: "timeout" } & Captured)
+  /** The process died mid-call (os._exit, segfault, rlimit signal) or broke the protocol. */
+  | ({ kind: "died"; code: number | null; signal: NodeJS.Signals | null; reason?: string } & Captured);
+
+export interface ExecRequest {
+  /** Session key inside the interpreter; null runs in a throwaway globals dict. */
+  key: string | null;
+  code: string;
+  /** Session keys to forget first (evicted or reset sessions). */
+  drop: string[];
+  timeoutMs: number;
+}
+
+/**
+ * One interpreter process: a runner.py child in its own process group (and uid, and network
+ * namespace, when the sandbox allows), with a private directory holding its working dir and the
+ * per-call capture files. One execution at a time; the pool serializes.
+ */
+export interface InterpreterProcess {
+  readonly pid: number | undefined;
+  /** The dedicated uid, or null when the process runs as this process's user. */
+  readonly uid: number | null;
+  /** Resolves once the runner said it is ready; rejects (with startup stderr) if it died first. */
+  readonly ready: Promise<void>;
+  readonly alive: boolean;
+  exec(req: ExecRequest): Promise<Outcome>;
+  /** Called once when the process exits, whatever the cause. */
+  onExit(cb: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  /** Kills the process group (and the uid's strays) and removes its directory. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+export interface LaunchParams {
+  plan: SandboxPlan;
+  opts: ResolvedExecutorOptions;
+  /** Directory holding runner.py, readable by the sandbox uid. */
+  poolDir: string;
+  runnerPath: string;
+}
+
+const STARTUP_STDERR_BYTES = 8192;
+
+export function startInterpreter(p: LaunchParams): InterpreterProcess {
+  const { plan, opts } = p;
+  const uid = plan.enabled && plan.dedicatedUid ? pickUid() : null;
+  const root = mkdtempSync(join(p.poolDir, "i-"));
+  chmodSync(root, 0o711); // the sandbox uid may pass through, not list
+  const workDir = join(root, "work");
+  const ioDir = join(root, "io");
+  mkdirSync(workDir, { mode: 0o700 });
+  mkdirSync(ioDir, { mode: 0o700 });
+  if (uid !== null) {
+    chownSync(workDir, uid, uid);
+    chownSync(ioDir, uid, uid);
+  }
+  const config = {
+    fd: 3,
+    workDir,
+    ioDir,
+    maxOutputBytes: opts.maxOutputBytes,
+    parentPid: process.pid,
+    limits: rlimitsFor(plan, opts),
+    sweepStrays: uid !== null,
+  };
+  const argv = [...wrapperArgs(plan, uid), plan.python, ...pythonFlags(plan), p.runnerPath, JSON.stringify(config)];
+  let child: ChildProcess;
+  let exited = false;
+  let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exitCbs: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
+  let startupStderr = "";
+  let nextId = 1;
+  let inflight: { id: number; resolve: (o: Outcome) => void; timer: NodeJS.Timeout } | undefined;
+  let readyResolve!: () => void;
+  let readyReject!: (e: Error) => void;
+  let isReady = false;
+  const ready = new Promise<void>((res, rej) => ((readyResolve = res), (readyReject = rej)));
+  ready.catch(() => {}); // observed by the pool; never an unhandled rejection
+  let exitedPromiseResolve!: () => void;
+  const exitedPromise = new Promise<void>((r) => (exitedPromiseResolve = r));
+  let disposing: Promise<void> | undefined;
+
+  child = spawn(argv[0]!, argv.slice(1), {
+    cwd: workDir,
+    env: sandboxEnv(opts, workDir),
+    // fd 0: /dev/null (user code's stdin); fd 1: nothing; fd 2: startup errors only (the runner
+    // points 1 and 2 at capture files during calls); fd 3: the framed channel.
+    stdio: ["ignore", "ignore", "pipe", "pipe"],
+    detached: true, // own process group: one kill reaches everything user code forked
+  });
+  const chan = child.stdio[3] as Socket;
+  const decoder = new FrameDecoder();
+
+  const startTimer = setTimeout(() => {
+    if (!isReady) {
+      readyReject(new Error(`interpreter did not start within ${opts.startTimeoutMs} ms${startupStderr ? `: ${startupStderr.trim()}` : ""}`));
+      killGroup();
+    }
+  }, opts.startTimeoutMs);
+
+  const killGroup = () => {
+    if (exited || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+  };
+
+  const capturePath = (name: string) => join(ioDir, name);
+  const readCaptured = async (): Promise<Captured> => {
+    const [out, err] = await Promise.all([readCapture(capturePath("stdout"), opts.maxOutputBytes), readCapture(capturePath("stderr"), opts.maxOutputBytes)]);
+    return { stdout: out.text, stderr: err.text, truncated: out.truncated || err.truncated };
+  };
+
+  const finishInflight = (o: Outcome) => {
+    const f = inflight;
+    if (!f) return;
+    inflight = undefined;
+    clearTimeout(f.timer);
+    f.resolve(o);
+  };
+
+  const protocolFailure = (reason: string) => {
+    // Anything unexpected on the channel (user code writing to fd 3, a broken runner): this
+    // process cannot be trusted any more. Kill it; the exit handler reports the in-flight call.
+    protocolReason ??= reason;
+    killGroup();
+  };
+  let protocolReason: string | undefined;
+
+  chan.on("data", (chunk: Buffer) => {
+    let frames: unknown[];
+    try {
+      frames = decoder.push(chunk);
+    } catch (err) {
+      return protocolFailure(`protocol error: ${(err as Error).message}`);
+    }
+    for (const f of frames) {
+      const msg = f as Record<string, unknown>;
+      if (!isReady) {
+        if (msg?.op === "ready") {
+          isReady = true;
+          clearTimeout(startTimer);
+          readyResolve();
+        } else protocolFailure("protocol error: first frame was not 'ready'");
+        continue;
+      }
+      if (!inflight || msg?.id !== inflight.id || typeof msg.ok !== "boolean") {
+        return protocolFailure("protocol error: unexpected frame from the interpreter");
+      }
+      finishInflight({ kind: "ok", result: msg as unknown as RunnerResult });
+    }
+  });
+  chan.on("error", () => {}); // EPIPE when the process died; the exit handler reports it
+  child.stderr!.on("data", (d: Buffer) => {
+    if (startupStderr.length < STARTUP_STDERR_BYTES) startupStderr += d.toString("utf8").slice(0, STARTUP_STDERR_BYTES - startupStderr.length);
+  });
+  child.on("error", (err) => {
+    // spawn failed (ENOENT...): no 'exit' follows in some cases
+    startupStderr ||= err.message;
+    onChildExit(null, null);
+  });
+  child.on("exit", (code, signal) => onChildExit(code, signal));
+
+  function onChildExit(code: number | null, signal: NodeJS.Signals | null) {
+    if (exited) return;
+    exited = true;
+    exitInfo = { code, signal };
+    clearTimeout(startTimer);
+    if (!isReady) {
+      const how = signal ? `signal ${signal}` : `exit code ${code}`;
+      readyReject(new Error(`interpreter exited during startup (${how})${startupStderr ? `: ${startupStderr.trim()}` : ""}`));
+    }
+    chan.destroy();
+    if (inflight) {
+      const f = inflight;
+      readCaptured().then(
+        (c) => finishInflight({ kind: "died", code, signal, reason: protocolReason, ...c }),
+        () => finishInflight({ kind: "died", code, signal, reason: protocolReason, stdout: "", stderr: "", truncated: false }),
+      );
+      void f;
+    }
+    for (const cb of exitCbs.splice(0)) cb(code, signal);
+    exitedPromiseResolve();
+  }
+
+  return {
+    get pid() {
+      return child.pid;
+    },
+    uid,
+    ready,
+    get alive() {
+      return !exited;
+    },
+    exec(req: ExecRequest): Promise<Outcome> {
+      if (inflight) return Promise.reject(new Error("interpreter is busy (the pool serializes calls)"));
+      if (exited || !isReady) {
+        return Promise.resolve({ kind: "died", code: exitInfo?.code ?? null, signal: exitInfo?.signal ?? null, reason: "interpreter not running", stdout: "", stderr: "", truncated: false });
+      }
+      const id = nextId++;
+      const cpuSeconds = opts.sandbox.enabled ? (opts.sandbox.cpuSeconds ?? Math.ceil(req.timeoutMs / 1000) + 1) : null;
+      return new Promise<Outcome>((resolve) => {
+        const timer = setTimeout(() => {
+          if (inflight?.id !== id) return;
+          // Take the call back first so the exit handler does not report it as a crash.
+          const f = inflight;
+          inflight = undefined;
+          killGroup();
+          readCaptured().then(
+            (c) => f.resolve({ kind: "timeout", ...c }),
+            () => f.resolve({ kind: "timeout", stdout: "", stderr: "", truncated: false }),
+          );
+        }, req.timeoutMs);
+        inflight = { id, resolve, timer };
+        chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
+      });
+    },
+    onExit(cb) {
+      if (exited) cb(exitInfo!.code, exitInfo!.signal);
+      else exitCbs.push(cb);
+    },
+    dispose() {
+      disposing ??= (async () => {
+        killGroup();
+        await exitedPromise;
+        if (uid !== null) await sweepUid(plan, uid);
+        rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+      })();
+      return disposing;
+    },
+  };
+}
+
+async function readCapture(path: string, cap: number): Promise<{ text: string; truncated: boolean }> {
+  let fh;
+  try {
+    fh = await open(path, "r");
+  } catch {
+    return { text: "", truncated: false };
+  }
+  try {
+    const { size } = await fh.stat();
+    const n = Math.min(size, cap);
+    const buf = Buffer.alloc(n);
+    let off = 0;
+    while (off < n) {
+      const { bytesRead } = await fh.read(buf, off, n - off, off);
+      if (bytesRead === 0) break;
+      off += bytesRead;
+    }
+    return { text: buf.subarray(0, off).toString("utf8"), truncated: size > cap };
+  } finally {
+    await fh.close();
+  }
+}

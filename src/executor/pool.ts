@@ -1,0 +1,480 @@
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ClosedError, OverloadedError } from "../errors/index.ts";
+import { InterpreterStartError } from "./errors.ts";
+import { startInterpreter, type InterpreterProcess, type Outcome } from "./interpreter-process.ts";
+import { resolveExecuteOptions, type ExecuteOptions, type ResolvedExecutorOptions } from "./options.ts";
+import { toResult, describeExit, type ExecutionResult } from "./result.ts";
+import { planSandbox, rssOf, sandboxInfo, type SandboxInfo, type SandboxPlan } from "./sandbox.ts";
+import { SessionTable, type SessionRec } from "./sessions.ts";
+
+const RUNNER_SOURCE = fileURLToPath(new URL("./runner.py", import.meta.url));
+/** Startup failures in a row after which a slot counts as broken (it keeps retrying, slowly). */
+const MAX_START_FAILURES = 3;
+const BACKOFF_BASE_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+/** An interpreter dying on its own this soon after starting counts as a failed start. */
+const EARLY_DEATH_MS = 1_000;
+
+export interface InterpreterStats {
+  index: number;
+  state: SlotState;
+  pid: number | null;
+  uid: number | null;
+  sessions: number;
+  executions: number;
+  restarts: number;
+  rssBytes: number | null;
+}
+
+export interface ExecutorStats {
+  poolSize: number;
+  /** Interpreters ready or running code. */
+  alive: number;
+  idle: number;
+  busy: number;
+  /** Executions waiting for an interpreter. */
+  queued: number;
+  sessions: number;
+  executions: number;
+  timeouts: number;
+  crashes: number;
+  restarts: number;
+  evictions: number;
+  sandbox: SandboxInfo;
+  interpreters: InterpreterStats[];
+  /** Why interpreters cannot start, while they cannot. */
+  startError?: string;
+}
+
+export interface ExecutorPool {
+  execute(code: string, options?: ExecuteOptions): Promise<ExecutionResult>;
+  /** Forgets a session's state; true if there was any. */
+  reset(sessionId: string): boolean;
+  stats(): ExecutorStats;
+  /** Resolves when every interpreter has started once; rejects if they cannot start. */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+  readonly closed: boolean;
+}
+
+export interface PoolDeps {
+  /** A plan shared by several pools (PythonInterpreter's local modes), probed once. */
+  plan?: Promise<SandboxPlan | { error: string }>;
+}
+
+type SlotState = "starting" | "idle" | "busy" | "down" | "closed";
+
+interface Slot {
+  index: number;
+  proc: InterpreterProcess | undefined;
+  state: SlotState;
+  readyAt: number;
+  lastUsedAt: number;
+  /** Executions pinned here (their session's state lives here) waiting for this interpreter. */
+  queue: Job[];
+  /** Session keys the interpreter must forget before its next execution. */
+  drop: string[];
+  startFailures: number;
+  lastStartError?: string;
+  restartTimer?: NodeJS.Timeout;
+  executions: number;
+  restarts: number;
+  everReady: boolean;
+}
+
+interface Job {
+  code: string;
+  sessionId: string | undefined;
+  timeoutMs: number;
+  enqueuedAt: number;
+  resetReason?: string;
+  waitTimer?: NodeJS.Timeout;
+  resolve(r: ExecutionResult): void;
+  reject(e: Error): void;
+}
+
+/**
+ * A fixed pool of persistent interpreters shared by many sessions. Dispatch: a session's calls
+ * go to the interpreter holding its state (in order, one at a time); new and stateless calls go
+ * to an idle interpreter (fewest sessions first); when none is free they wait, up to maxPending.
+ * A timeout, crash or MemoryError replaces the interpreter; the pool always returns to full size.
+ */
+export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps = {}): ExecutorPool {
+  const slots: Slot[] = Array.from({ length: opts.poolSize }, (_, index) => ({
+    index,
+    proc: undefined,
+    state: "starting" as SlotState,
+    readyAt: 0,
+    lastUsedAt: 0,
+    queue: [],
+    drop: [],
+    startFailures: 0,
+    executions: 0,
+    restarts: 0,
+    everReady: false,
+  }));
+  const shared: Job[] = [];
+  const table = new SessionTable<Slot>(opts.maxSessionsPerInterpreter);
+  const tails = new Map<string, Promise<void>>();
+  const disposals = new Set<Promise<void>>();
+  const counters = { executions: 0, timeouts: 0, crashes: 0, restarts: 0 };
+  let queued = 0; // jobs in `shared` and slot queues, plus calls waiting behind their session's previous call
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  let plan: SandboxPlan | undefined;
+  let poolDir: string | undefined;
+  let runnerPath = "";
+  let fatal: InterpreterStartError | undefined;
+  /** Set while every interpreter keeps failing to start; cleared when one starts. */
+  let broken: InterpreterStartError | undefined;
+  const readyWaiters: { resolve(): void; reject(e: Error): void }[] = [];
+
+  const planned = (deps.plan ?? planSandbox(opts)).then(
+    (p) => {
+      if (closed) return;
+      if ("error" in p) return fail(new InterpreterStartError(`cannot start Python interpreters: ${p.error}`, { details: { python: opts.python } }));
+      plan = p;
+      try {
+        poolDir = mkdtempSync(join(tmpdir(), "actorbus-py-"));
+        chmodSync(poolDir, 0o711); // interpreters run as other uids: they may traverse, not list
+        runnerPath = join(poolDir, "runner.py");
+        copyFileSync(RUNNER_SOURCE, runnerPath);
+        chmodSync(runnerPath, 0o644);
+      } catch (err) {
+        return fail(new InterpreterStartError(`cannot prepare the interpreters' directory: ${(err as Error).message}`));
+      }
+      for (const slot of slots) spawn(slot);
+    },
+    (err) => fail(new InterpreterStartError(`cannot probe the sandbox: ${(err as Error).message}`)),
+  );
+
+  function fail(err: InterpreterStartError): void {
+    fatal = err;
+    for (const w of readyWaiters.splice(0)) w.reject(err);
+    rejectQueued(err);
+  }
+
+  function rejectQueued(err: Error): void {
+    const jobs = [...shared.splice(0), ...slots.flatMap((s) => s.queue.splice(0))];
+    for (const job of jobs) {
+      clearTimeout(job.waitTimer);
+      queued--;
+      job.reject(err);
+    }
+  }
+
+  function spawn(slot: Slot): void {
+    if (closed || !plan || !poolDir) return;
+    slot.state = "starting";
+    let proc: InterpreterProcess;
+    try {
+      proc = startInterpreter({ plan, opts, poolDir, runnerPath });
+    } catch (err) {
+      return startFailed(slot, err as Error);
+    }
+    slot.proc = proc;
+    proc.onExit((code, signal) => onExit(slot, proc, code, signal));
+    proc.ready.then(
+      () => {
+        if (slot.proc !== proc || closed) return;
+        slot.state = "idle";
+        slot.readyAt = Date.now();
+        broken = undefined;
+        if (!slot.everReady) {
+          slot.everReady = true;
+          if (slots.every((s) => s.everReady)) for (const w of readyWaiters.splice(0)) w.resolve();
+        }
+        dispatch();
+      },
+      (err: Error) => {
+        if (slot.proc === proc) startFailed(slot, err);
+      },
+    );
+  }
+
+  function startFailed(slot: Slot, err: Error): void {
+    retire(slot);
+    if (closed) return;
+    slot.state = "down";
+    slot.startFailures++;
+    slot.lastStartError = err.message;
+    if (slots.every((s) => s.startFailures >= MAX_START_FAILURES)) {
+      broken = new InterpreterStartError(`Python interpreters keep failing to start (${MAX_START_FAILURES} times each; retrying every few seconds): ${err.message}`, {
+        details: { python: plan?.python ?? opts.python },
+      });
+      for (const w of readyWaiters.splice(0)) w.reject(broken);
+      rejectQueued(broken);
+    }
+    const delay = Math.min(BACKOFF_BASE_MS * 2 ** (slot.startFailures - 1), BACKOFF_MAX_MS);
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      spawn(slot);
+    }, delay);
+  }
+
+  /** Detaches the slot's process and disposes of it in the background (close() awaits it). */
+  function retire(slot: Slot): void {
+    const proc = slot.proc;
+    slot.proc = undefined;
+    if (!proc) return;
+    const d = proc.dispose().catch(() => {});
+    disposals.add(d);
+    void d.finally(() => disposals.delete(d));
+  }
+
+  function onExit(slot: Slot, proc: InterpreterProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    // Mid-call deaths are reported through the call's outcome; startup deaths through `ready`.
+    if (slot.proc !== proc || slot.state !== "idle") return;
+    const early = Date.now() - slot.readyAt < EARLY_DEATH_MS && slot.lastUsedAt < slot.readyAt;
+    if (!early) slot.startFailures = 0;
+    counters.crashes++;
+    replace(slot, `the interpreter ${describeExit(code, signal)} while idle`);
+    if (early) {
+      // Dying right after a good start, with no call running: treat as a crash loop.
+      startFailed(slot, new Error(`interpreter ${describeExit(code, signal)} right after starting`));
+    } else respawn(slot);
+  }
+
+  /** Forgets everything the slot's interpreter held; its queued calls go back to any interpreter. */
+  function replace(slot: Slot, reason: string): void {
+    retire(slot);
+    slot.drop = [];
+    slot.restarts++;
+    counters.restarts++;
+    const why = `the interpreter holding it was replaced after ${reason}`;
+    for (const rec of table.clearSlot(slot)) table.tombstone(rec.id, why);
+    for (const job of slot.queue.splice(0)) {
+      job.resetReason ??= why;
+      shared.push(job);
+    }
+  }
+
+  function respawn(slot: Slot): void {
+    if (closed) return;
+    slot.state = "starting";
+    spawn(slot);
+  }
+
+  function pickIdle(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const s of slots) {
+      if (s.state !== "idle") continue;
+      if (!best || table.countOn(s) < table.countOn(best) || (table.countOn(s) === table.countOn(best) && s.lastUsedAt < best.lastUsedAt)) best = s;
+    }
+    return best;
+  }
+
+  function overloaded(): OverloadedError {
+    const busy = slots.filter((s) => s.state === "busy").length;
+    return new OverloadedError(
+      `python executor overloaded: ${busy} of ${opts.poolSize} interpreters busy and ${queued} executions waiting (maxPending ${opts.maxPending}); retry with backoff or use a larger pool`,
+      { details: { busy, queued, maxPending: opts.maxPending, poolSize: opts.poolSize } },
+    );
+  }
+
+  function enqueue(queue: Job[], job: Job): void {
+    if (queued >= opts.maxPending) return job.reject(overloaded());
+    queued++;
+    queue.push(job);
+    job.waitTimer = setTimeout(() => {
+      const i = queue.indexOf(job);
+      if (i < 0) return;
+      queue.splice(i, 1);
+      queued--;
+      job.reject(new OverloadedError(`no interpreter became free within ${opts.maxQueueWaitMs} ms (maxQueueWaitMs)`, { details: { maxQueueWaitMs: opts.maxQueueWaitMs } }));
+    }, opts.maxQueueWaitMs);
+  }
+
+  function submit(code: string, sessionId: string | undefined, timeoutMs: number): Promise<ExecutionResult> {
+    return new Promise<ExecutionResult>((resolve, reject) => {
+      const job: Job = { code, sessionId, timeoutMs, enqueuedAt: performance.now(), resolve, reject };
+      if (fatal ?? broken) return reject(fatal ?? broken);
+      const rec = sessionId === undefined ? undefined : table.get(sessionId);
+      if (rec) {
+        table.touch(rec);
+        if (rec.slot.state === "idle") return start(rec.slot, job);
+        return enqueue(rec.slot.queue, job);
+      }
+      const slot = pickIdle();
+      if (slot) return start(slot, job);
+      enqueue(shared, job);
+    });
+  }
+
+  function start(slot: Slot, job: Job): void {
+    clearTimeout(job.waitTimer);
+    let key: string | null = null;
+    if (job.sessionId !== undefined) {
+      let rec: SessionRec<Slot> | undefined = table.get(job.sessionId);
+      if (rec && rec.slot !== slot) {
+        // Cannot happen while a session has one call at a time; if it does, do not run its code
+        // against a stale copy of its state elsewhere.
+        slot.drop.push(rec.key);
+        table.remove(rec);
+        rec = undefined;
+      }
+      if (!rec) {
+        job.resetReason ??= table.tombstoneOf(job.sessionId);
+        for (const evicted of table.evictFor(slot, (id) => tails.has(id) && id !== job.sessionId)) {
+          evicted.slot.drop.push(evicted.key);
+        }
+        rec = table.pin(job.sessionId, slot);
+      }
+      key = rec.key;
+    }
+    slot.state = "busy";
+    slot.lastUsedAt = Date.now();
+    const proc = slot.proc!;
+    const drop = slot.drop.splice(0);
+    const t0 = performance.now();
+    const queuedMs = t0 - job.enqueuedAt;
+    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs }).then(
+      (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs),
+      (err: Error) => finish(slot, proc, job, { kind: "died", code: null, signal: null, reason: err.message, stdout: "", stderr: "", truncated: false }, performance.now() - t0, queuedMs),
+    );
+  }
+
+  function finish(slot: Slot, proc: InterpreterProcess, job: Job, o: Outcome, durationMs: number, queuedMs: number): void {
+    if (closed) return job.reject(new ClosedError("the python executor was closed during the execution"));
+    counters.executions++;
+    slot.executions++;
+    let replaced: string | undefined;
+    if (o.kind === "timeout") {
+      counters.timeouts++;
+      replaced = `a call timed out after ${job.timeoutMs} ms`;
+    } else if (o.kind === "died") {
+      counters.crashes++;
+      replaced = o.reason ? `a protocol error (${o.reason})` : `the interpreter ${describeExit(o.code, o.signal)}`;
+    } else if (o.result.memoryError) {
+      // The MemoryError may have left huge objects in some session's globals: start clean.
+      replaced = "a MemoryError";
+    }
+    if (replaced && slot.proc === proc) {
+      replace(slot, replaced);
+      respawn(slot);
+      // This call's result says the state was reset; its next call need not say it again.
+      if (job.sessionId !== undefined) table.clearTombstone(job.sessionId);
+    } else if (slot.proc === proc) {
+      slot.state = "idle";
+      slot.startFailures = 0; // it served a call: whatever failed before is over
+    }
+    const priorReset = job.resetReason;
+    job.resolve(toResult(o, { timeoutMs: job.timeoutMs, durationMs, queuedMs, interpreter: slot.index, priorReset, replaced }));
+    dispatch();
+  }
+
+  function dispatch(): void {
+    for (const slot of slots) {
+      if (slot.state !== "idle") continue;
+      const job = slot.queue.shift() ?? shared.shift();
+      if (!job) continue;
+      queued--;
+      start(slot, job);
+    }
+  }
+
+  const closedError = () => new ClosedError("the python executor is closed");
+
+  const pool: ExecutorPool = {
+    get closed() {
+      return closed;
+    },
+    async execute(code, options) {
+      if (closed) throw closedError();
+      if (typeof code !== "string") throw new TypeError(`code must be a string (got ${typeof code})`);
+      const { sessionId, timeoutMs } = resolveExecuteOptions(options, opts);
+      if (fatal ?? broken) throw fatal ?? broken;
+      if (sessionId === undefined) return submit(code, undefined, timeoutMs);
+      // One call at a time per session, in arrival order: state changes apply in order, and a
+      // session never needs two interpreters.
+      const prev = tails.get(sessionId);
+      let release!: () => void;
+      const mine = new Promise<void>((r) => (release = r));
+      tails.set(sessionId, mine);
+      try {
+        if (prev) {
+          if (queued >= opts.maxPending) throw overloaded();
+          queued++;
+          try {
+            await prev;
+          } finally {
+            queued--;
+          }
+          if (closed) throw closedError();
+        }
+        return await submit(code, sessionId, timeoutMs);
+      } finally {
+        release();
+        if (tails.get(sessionId) === mine) tails.delete(sessionId);
+      }
+    },
+    reset(sessionId) {
+      if (typeof sessionId !== "string") throw new TypeError("reset(sessionId) needs the session id string");
+      table.clearTombstone(sessionId);
+      const rec = table.get(sessionId);
+      if (!rec) return false;
+      rec.slot.drop.push(rec.key);
+      table.remove(rec);
+      return true;
+    },
+    stats() {
+      const alive = slots.filter((s) => s.state === "idle" || s.state === "busy").length;
+      const startError = slots.find((s) => s.state === "down")?.lastStartError ?? fatal?.message;
+      return {
+        poolSize: opts.poolSize,
+        alive,
+        idle: slots.filter((s) => s.state === "idle").length,
+        busy: slots.filter((s) => s.state === "busy").length,
+        queued,
+        sessions: table.size,
+        executions: counters.executions,
+        timeouts: counters.timeouts,
+        crashes: counters.crashes,
+        restarts: counters.restarts,
+        evictions: table.evictions,
+        sandbox: sandboxInfo(plan, opts),
+        interpreters: slots.map((s) => ({
+          index: s.index,
+          state: s.state,
+          pid: s.proc?.pid ?? null,
+          uid: s.proc?.uid ?? null,
+          sessions: table.countOn(s),
+          executions: s.executions,
+          restarts: s.restarts,
+          rssBytes: s.proc?.alive ? (rssOf(s.proc.pid) ?? null) : null,
+        })),
+        ...(startError ? { startError } : {}),
+      };
+    },
+    async ready() {
+      await planned;
+      if (fatal ?? broken) throw fatal ?? broken;
+      if (closed) throw closedError();
+      if (slots.every((s) => s.everReady)) return;
+      await new Promise<void>((resolve, reject) => readyWaiters.push({ resolve, reject }));
+    },
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        const err = closedError();
+        for (const w of readyWaiters.splice(0)) w.reject(err);
+        rejectQueued(err);
+        for (const slot of slots) {
+          clearTimeout(slot.restartTimer);
+          slot.state = "closed";
+          retire(slot);
+        }
+        await planned.catch(() => {});
+        // A spawn may have raced with close (plan resolved just now): retire again.
+        for (const slot of slots) retire(slot);
+        while (disposals.size) await Promise.all([...disposals]);
+        if (poolDir) rmSync(poolDir, { recursive: true, force: true, maxRetries: 3 });
+      })();
+      return closing;
+    },
+  };
+  return pool;
+}

@@ -1,0 +1,108 @@
+import { constants } from "node:os";
+import type { Outcome } from "./interpreter-process.ts";
+
+/**
+ * One execution's result: TorchRL's four fields (success, stdout, stderr, returncode) plus
+ * timedOut and durationMs, and what a shared pool adds (truncation, state resets).
+ */
+export interface ExecutionResult {
+  /** The code raised no exception (warnings on stderr do not count) and did not exit non-zero. */
+  success: boolean;
+  stdout: string;
+  /** Warnings, and the traceback of a failure (e.g. "ValueError: Test error"). */
+  stderr: string;
+  /** 0 on success, 1 on an exception, the code of sys.exit/os._exit, -N for signal N, -1 on timeout. */
+  returncode: number;
+  timedOut: boolean;
+  /** Wall-clock time of the execution itself, excluding the wait for an interpreter. */
+  durationMs: number;
+  /** Time spent waiting for an interpreter. */
+  queuedMs: number;
+  /** stdout or stderr went over maxOutputBytes and was cut. */
+  truncated: boolean;
+  /**
+   * The session's earlier state is gone: its interpreter was replaced (timeout, crash, a
+   * MemoryError, here or in another session sharing it) or the session was evicted.
+   */
+  stateReset: boolean;
+  /** Why the state was reset, when it was. */
+  resetReason?: string;
+  /** Index of the interpreter that ran the code. */
+  interpreter: number;
+}
+
+function appendLine(text: string, line: string): string {
+  return text.length === 0 || text.endsWith("\n") ? `${text}${line}\n` : `${text}\n${line}\n`;
+}
+
+const SIGNAL_MEANING: Record<string, string> = {
+  SIGSEGV: "segmentation fault",
+  SIGBUS: "bus error",
+  SIGABRT: "aborted",
+  SIGFPE: "floating point exception",
+  SIGXCPU: "CPU time limit exceeded",
+  SIGXFSZ: "file size limit exceeded",
+  SIGKILL: "killed",
+};
+
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) return `was killed by ${signal}${SIGNAL_MEANING[signal] ? ` (${SIGNAL_MEANING[signal]})` : ""}`;
+  return `exited with code ${code ?? "?"}`;
+}
+
+export function returncodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (signal) return -((constants.signals as Record<string, number>)[signal] ?? 1);
+  return code ?? -1;
+}
+
+export interface ResultContext {
+  timeoutMs: number;
+  durationMs: number;
+  queuedMs: number;
+  interpreter: number;
+  /** Set when the state was already gone before this call ran. */
+  priorReset?: string;
+  /** Set when this call caused its interpreter (and so the session state) to be replaced. */
+  replaced?: string;
+}
+
+export function toResult(o: Outcome, ctx: ResultContext): ExecutionResult {
+  const base = {
+    durationMs: ctx.durationMs,
+    queuedMs: ctx.queuedMs,
+    interpreter: ctx.interpreter,
+    stateReset: Boolean(ctx.priorReset || ctx.replaced),
+    ...(ctx.priorReset || ctx.replaced ? { resetReason: ctx.replaced ?? ctx.priorReset } : {}),
+  };
+  switch (o.kind) {
+    case "ok": {
+      const r = o.result;
+      const stderr = ctx.replaced ? appendLine(r.stderr, `[the interpreter was replaced after ${ctx.replaced}; the session state was reset]`) : r.stderr;
+      return { ...base, success: r.ok, stdout: r.stdout, stderr, returncode: r.returncode, timedOut: false, truncated: r.truncated };
+    }
+    case "timeout":
+      return {
+        ...base,
+        success: false,
+        stdout: o.stdout,
+        stderr: appendLine(o.stderr, `TimeoutError: execution timed out after ${ctx.timeoutMs} ms; the interpreter was killed and replaced, and the session state was reset`),
+        returncode: -1,
+        timedOut: true,
+        truncated: o.truncated,
+      };
+    case "died":
+      return {
+        ...base,
+        success: false,
+        stdout: o.stdout,
+        stderr: appendLine(
+          o.stderr,
+          `InterpreterCrashed: the interpreter ${o.reason ? `broke the protocol (${o.reason})` : describeExit(o.code, o.signal)} during execution; ` +
+            `it was replaced and the session state was reset`,
+        ),
+        returncode: o.reason ? -1 : returncodeOf(o.code, o.signal),
+        timedOut: false,
+        truncated: o.truncated,
+      };
+  }
+}

@@ -1,0 +1,52 @@
+import { resolveExecutorOptions, type ExecuteOptions, type PythonExecutorOptions } from "./options.ts";
+import { createExecutorPool, type ExecutorPool, type ExecutorStats } from "./pool.ts";
+import type { ExecutionResult } from "./result.ts";
+
+/**
+ * TorchRL's PythonExecutorService: a fixed pool of sandboxed, persistent Python interpreters
+ * shared by many environments. Register it in a namespace and every worker can use it:
+ *
+ *   await services.registerWithOptions("python_executor", PythonExecutorService,
+ *     { maxConcurrency: 32 }, { poolSize: 32, timeoutMs: 10_000 });
+ *
+ * or use it directly, without any registry. Calls with the same `sessionId` share variables;
+ * different sessions never see each other's. Interpreters start in the background; the first
+ * calls wait for them (`ready()` waits explicitly).
+ */
+export class PythonExecutorService {
+  readonly #pool: ExecutorPool;
+
+  constructor(options: PythonExecutorOptions = {}) {
+    this.#pool = createExecutorPool(resolveExecutorOptions(options));
+  }
+
+  /** Runs `code`; resolves with its result even when the code fails, times out or crashes. */
+  execute(code: string, options?: ExecuteOptions): Promise<ExecutionResult> {
+    return this.#pool.execute(code, options);
+  }
+
+  /** Forgets a session's variables; resolves true if it had any. */
+  async reset(sessionId: string): Promise<boolean> {
+    return this.#pool.reset(sessionId);
+  }
+
+  /** Pool size and health, queue, sessions, counters, per-interpreter RSS, and the sandbox in force. */
+  stats(): ExecutorStats {
+    return this.#pool.stats();
+  }
+
+  /** Waits until every interpreter has started; InterpreterStartError if they cannot. */
+  async ready(): Promise<ExecutorStats> {
+    await this.#pool.ready();
+    return this.#pool.stats();
+  }
+
+  /** Kills every interpreter and removes their directories; waiting calls get ClosedError. Idempotent. */
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.#pool.close();
+  }
+}
