@@ -275,7 +275,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     try {
       bytes = this.conn.codec.encode([OK, result]);
     } catch (err) {
-      bytes = this.conn.codec.encode([ERR, errorToWire(err)]);
+      bytes = this.encodeError(err);
     }
     this.answer(h, bytes);
   }
@@ -283,7 +283,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   resolveException(callback: unknown, error: unknown): void {
     const h = callback as Held<I>;
     if (h.settled) return;
-    this.answer(h, this.conn.codec.encode([ERR, errorToWire(error)]));
+    this.answer(h, this.encodeError(error));
+  }
+
+  /** Never throws: an error whose details cannot cross the wire still reaches the caller, without them. */
+  private encodeError(error: unknown): Uint8Array {
+    const wire = errorToWire(error);
+    try {
+      return this.conn.codec.encode([ERR, wire]);
+    } catch {
+      return this.conn.codec.encode([ERR, { code: wire.code, name: wire.name, message: wire.message, retryable: wire.retryable }]);
+    }
   }
 
   /** Requests waiting for the server loop to drain them. */
@@ -302,22 +312,22 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   private onRequest(msg: Inbound): void {
     if (!this.listening) {
-      this.reply(msg, ERR, errorToWire(new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } })));
+      this.reply(msg, new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } }));
       return;
     }
     if (this.buffer.size >= this.maxBuffered) {
-      this.reply(msg, ERR, errorToWire(new OverloadedError(`inference server ${this.subject} has ${this.maxBuffered} requests queued; back off and retry`, { details: { subject: this.subject, maxBuffered: this.maxBuffered } })));
+      this.reply(msg, new OverloadedError(`inference server ${this.subject} has ${this.maxBuffered} requests queued; back off and retry`, { details: { subject: this.subject, maxBuffered: this.maxBuffered } }));
       return;
     }
     let req: unknown;
     try {
       req = this.conn.codec.decode(msg.data);
     } catch (err) {
-      this.reply(msg, ERR, errorToWire(err));
+      this.reply(msg, err);
       return;
     }
     if (!Array.isArray(req) || req.length !== 5 || typeof req[0] !== "number" || typeof req[1] !== "string" || typeof req[2] !== "number" || typeof req[3] !== "number") {
-      this.reply(msg, ERR, errorToWire(new CodecError(`malformed inference request on ${this.subject}; send it with NatsTransport.submit`)));
+      this.reply(msg, new CodecError(`malformed inference request on ${this.subject}; send it with NatsTransport.submit`));
       return;
     }
     const now = performance.now();
@@ -336,9 +346,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.armRenew();
   }
 
-  private reply(msg: Inbound, kind: number, value: unknown): void {
+  private reply(msg: Inbound, error: unknown): void {
     try {
-      msg.respond(this.conn.codec.encode([kind, value]));
+      msg.respond(this.encodeError(error));
     } catch {
       // The connection is gone; the caller's lease or deadline reports it.
     }

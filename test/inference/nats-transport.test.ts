@@ -114,6 +114,26 @@ describe("NatsTransport", function () {
     expect(errorFromWire(wire)).to.be.instanceOf(CodecError);
   });
 
+  it("answers with CodecError when a result cannot cross the wire, and keeps serving", async () => {
+    let mode = "function";
+    const model = async (items: unknown[]) => {
+      if (mode === "function") return items.map(() => ({ f: () => 1 }));
+      if (mode === "bad-details") throw new InferenceShutdownError("odd failure", { details: { f: () => 1 } });
+      return items;
+    };
+    await start(model as never, transport(serverConn), { collate: (items: unknown[]) => items });
+    const client = transport(clientConn);
+    const e1 = await client.submit(obs(1)).catch((e: Error) => e);
+    expect(e1).to.be.instanceOf(CodecError);
+    expect((e1 as Error).message).to.match(/functions cannot be sent/);
+    mode = "bad-details";
+    const e2 = await client.submit(obs(1)).catch((e: Error) => e);
+    expect(e2).to.be.instanceOf(InferenceShutdownError);
+    expect((e2 as Error).message).to.equal("odd failure");
+    mode = "ok";
+    expect((await client.submit(obs(3))).observation).to.deep.equal(new Float32Array([3]));
+  });
+
   it("validates its options with messages that name the fix", () => {
     expect(() => new NatsTransport({ connection: {} as BusConnection, namespace: ns, name: "p" })).to.throw(InvalidOptionsError, /connectBus/);
     expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", leaseMs: 5 })).to.throw(InvalidOptionsError, /leaseMs must be an integer >= 20/);

@@ -279,25 +279,35 @@ for (const kind of ["in-process", "nats"] as const) {
     });
 
     it("routes out-of-order completions to the right callers (a slow and a fast server)", async () => {
-      const slow = serve(
-        new InferenceServer(async (b: TensorBatch) => (await new Promise((r) => setTimeout(r, 150)), doubling(b)), kit.server(), { maxBatchSize: 1 }).start(),
-      );
-      const fast = serve(new InferenceServer(doubling, kit.server(), { maxBatchSize: 1 }).start());
-      await Promise.all([slow.ready(), fast.ready()]);
+      const g = gate();
+      let slowHeld: number | undefined;
+      const slowModel = async (b: TensorBatch) => {
+        if (slowHeld === undefined) {
+          slowHeld = (b.data.observation as Float32Array)[0];
+          await g.wait;
+        }
+        return doubling(b);
+      };
+      const slow = serve(new InferenceServer(slowModel, kit.server(), { maxBatchSize: 1 }).start());
+      await slow.ready();
       const client = kit.client();
       const finished: number[] = [];
-      const results = await Promise.all(
-        Array.from({ length: 12 }, (_, i) =>
-          client.submit(obs(i, -i)).then((r) => {
-            finished.push(i);
-            return r as TensorRecord;
-          }),
-        ),
-      );
+      const call = (i: number) => client.submit(obs(i, -i)).then((r) => (finished.push(i), r as TensorRecord));
+      const calls = [call(0)];
+      await until(() => slowHeld === 0, 5_000, "request 0 held by the slow server");
+      const fast = serve(new InferenceServer(doubling, kit.server(), { maxBatchSize: 1 }).start());
+      await fast.ready();
+      // Later requests until one completes (NATS routes each to either server at random).
+      for (let i = 1; finished.length === 0 && i < 100; i++) {
+        calls.push(call(i));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      g.open();
+      const results = await Promise.all(calls);
       results.forEach((r, i) => expect([...(r.action as Float32Array)]).to.deep.equal([2 * i, -2 * i]));
-      expect(finished).to.not.deep.equal([...finished].sort((a, b) => a - b));
-      expect(slow.stats().requests).to.be.above(0);
-      expect(fast.stats().requests).to.be.above(slow.stats().requests);
+      expect(finished[0]).to.not.equal(0);
+      expect(finished).to.include(0);
+      expect(fast.stats().requests).to.be.above(0);
     });
 
     it("drops requests whose caller gave up before running the model", async () => {
