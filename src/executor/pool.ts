@@ -258,10 +258,21 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     spawn(slot);
   }
 
-  function pickIdle(): Slot | undefined {
+  /**
+   * A new session stays where it is first placed, so do not pile it onto an interpreter that
+   * already holds sessions while one with fewer is just starting (warm-up, replacement): waiting
+   * a few tens of milliseconds beats a permanently unbalanced pool.
+   */
+  function placeable(slot: Slot, job: Job): boolean {
+    if (job.sessionId === undefined) return true;
+    const n = table.countOn(slot);
+    return n === 0 || !slots.some((s) => s.state === "starting" && table.countOn(s) < n);
+  }
+
+  function pickIdle(job: Job): Slot | undefined {
     let best: Slot | undefined;
     for (const s of slots) {
-      if (s.state !== "idle") continue;
+      if (s.state !== "idle" || !placeable(s, job)) continue;
       if (!best || table.countOn(s) < table.countOn(best) || (table.countOn(s) === table.countOn(best) && s.lastUsedAt < best.lastUsedAt)) best = s;
     }
     return best;
@@ -298,7 +309,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
         if (rec.slot.state === "idle") return start(rec.slot, job);
         return enqueue(rec.slot.queue, job);
       }
-      const slot = pickIdle();
+      const slot = pickIdle(job);
       if (slot) return start(slot, job);
       enqueue(shared, job);
     });
@@ -367,10 +378,23 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
   }
 
   function dispatch(): void {
+    // Calls pinned to an interpreter first: nothing else can serve them.
     for (const slot of slots) {
       if (slot.state !== "idle") continue;
-      const job = slot.queue.shift() ?? shared.shift();
+      const job = slot.queue.shift();
       if (!job) continue;
+      queued--;
+      start(slot, job);
+    }
+    // Then the shared queue in order, each call on the best idle interpreter for it; a new
+    // session that should wait for a starting interpreter does not hold up the calls behind it.
+    for (let i = 0; i < shared.length && slots.some((s) => s.state === "idle"); ) {
+      const slot = pickIdle(shared[i]!);
+      if (!slot) {
+        i++;
+        continue;
+      }
+      const job = shared.splice(i, 1)[0]!;
       queued--;
       start(slot, job);
     }
