@@ -90,7 +90,8 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     maxOutputBytes: opts.maxOutputBytes,
     parentPid: process.pid,
     limits: rlimitsFor(plan, opts),
-    sweepStrays: uid !== null,
+    // The runner kills its uid's leftover processes after each call, and checks it really runs as this uid.
+    sweepUid: uid,
   };
   const argv = [...wrapperArgs(plan, uid), plan.python, ...pythonFlags(plan), p.runnerPath, JSON.stringify(config)];
   let child: ChildProcess;

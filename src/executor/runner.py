@@ -75,7 +75,10 @@ def main():
     except (ValueError, OSError):
         pass
     cpu_seconds = cfg.get("cpuSeconds")
-    sweep = bool(cfg.get("sweepStrays"))
+    # kill(-1) below reaches every process this uid may signal: only ever do it under the
+    # dedicated, unprivileged uid Node chose for this interpreter (as root it would kill the host).
+    sweep_uid = cfg.get("sweepUid")
+    sweep = isinstance(sweep_uid, int) and sweep_uid > 0 and os.getuid() == sweep_uid and os.geteuid() == sweep_uid
 
     devnull = _open(os.devnull, os.O_RDWR)
     _dup2(devnull, 0)
@@ -228,6 +231,13 @@ def main():
 
     sessions = {}
     stdin_null = open(os.devnull, "r")
+    # The next call's capture files, made after each reply (off the caller's critical path:
+    # creating files costs more than the rest of a trivial call).
+    captures = []
+
+    def prepare_captures():
+        if not captures:
+            captures.append((open_capture("stdout"), open_capture("stderr")))
 
     def run(req):
         for k in req.get("drop") or ():
@@ -244,8 +254,7 @@ def main():
             _chdir(work_dir)  # an earlier call's os.chdir must not leak into this one
         except OSError:
             pass
-        out_fd = open_capture("stdout")
-        err_fd = open_capture("stderr")
+        out_fd, err_fd = captures.pop()
         _dup2(out_fd, 1)
         _dup2(err_fd, 2)
         out_w, err_w = CappedText(1), CappedText(2)
@@ -323,6 +332,7 @@ def main():
             "rssBytes": rss_bytes(),
         }
 
+    prepare_captures()
     write_frame({
         "op": "ready",
         "pid": main_pid,
@@ -351,6 +361,7 @@ def main():
                 pass
             os._exit(70)
         write_frame(reply)
+        prepare_captures()
 
 
 def _safe_close(fd):

@@ -258,6 +258,8 @@ export function processesOfUid(uid: number): number[] {
  * cannot outrun it; /proc is re-read until nothing of the uid is left.
  */
 export async function sweepUid(plan: SandboxPlan, uid: number): Promise<boolean> {
+  // `kill -1` as any other uid (root above all) would hit unrelated processes: only ours.
+  if (!Number.isInteger(uid) || uid < UID_MIN || uid >= UID_MAX) throw new Error(`refusing to sweep uid ${uid}: not a sandbox uid`);
   for (let round = 0; round < 50; round++) {
     const pids = processesOfUid(uid);
     if (pids.length === 0) return true;

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InterpreterStartError, type PythonExecutorService } from "../../src/executor/index.ts";
+import { sweepUid } from "../../src/executor/sandbox.ts";
 import { testUrl, until } from "../helpers/nats.ts";
 import { closeAll, isRunning, liveOfUids, makeService, uidsOf } from "./helpers.ts";
 
@@ -189,6 +190,13 @@ describe("python executor: hostile code", function () {
       const r = await ex.execute("import subprocess\np = subprocess.Popen(['sleep', '300'], start_new_session=True)\nprint(p.pid)");
       const pid = Number(r.stdout.trim());
       await until(() => !isRunning(pid), 5_000, "the daemon to be gone");
+    });
+
+    it("the uid sweep refuses any uid that is not a sandbox uid (kill -1 as root would hit the host)", async () => {
+      const plan = { setpriv: null, kill: null } as never;
+      for (const uid of [0, 1000, 65534, -1, 1.5]) {
+        expect(await sweepUid(plan, uid).catch((e) => e), String(uid)).to.be.instanceOf(Error);
+      }
     });
 
     it("user code sees a scrubbed environment: no host secrets, no NATS settings", async () => {

@@ -1,0 +1,168 @@
+/**
+ * Python executor benchmark (issue 4), each figure with its baseline from the same run:
+ *   1. latency of trivial code: through the shared service (registry on NATS), through a local
+ *      persistent process, vs a fresh `python3 -c` per call (TorchRL's temporary mode, no
+ *      sandbox) and vs our sandboxed temporary mode; p50 and the speedup ratios (target >= 50x).
+ *   2. 128 concurrent sessions, each running its own stateful code, on pools of 8 and 32:
+ *      executions/s, directly and through the service on NATS.
+ *   3. memory: total RSS of a 32-interpreter pool serving 128 sessions vs 128 local persistent
+ *      interpreters (one per environment); RSS per interpreter. RSS from /proc/<pid>/status.
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { startNatsServer } from "../src/connection/index.ts";
+import { PythonExecutorService, PythonInterpreter } from "../src/executor/index.ts";
+import { rssOf } from "../src/executor/sandbox.ts";
+import { getServices } from "../src/registry/index.ts";
+import { printTable, ratio, round, summarize } from "./lib.ts";
+
+const TRIVIAL = "x = 1 + 1";
+const SESSIONS = 128;
+const CALLS_PER_SESSION = 20;
+const MIB = 1024 * 1024;
+
+async function latency(n: number, call: () => Promise<unknown>, warmup = 20) {
+  for (let i = 0; i < warmup; i++) await call();
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await call();
+    lat.push(performance.now() - t);
+  }
+  return summarize(lat);
+}
+
+/** 128 sessions at once, each doing CALLS_PER_SESSION stateful executions in order. */
+async function sessionsThroughput(execute: (code: string, sessionId: string) => Promise<{ success: boolean }>) {
+  const ids = Array.from({ length: SESSIONS }, (_, i) => `env-${i}`);
+  await Promise.all(ids.map((id) => execute("n = 0", id))); // place the sessions
+  let failures = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    ids.map(async (id) => {
+      for (let i = 0; i < CALLS_PER_SESSION; i++) if (!(await execute("n += 1", id)).success) failures++;
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  return { executionsPerSec: Math.round((SESSIONS * CALLS_PER_SESSION) / secs), failures };
+}
+
+export async function benchExecutor(): Promise<Record<string, unknown>> {
+  const nats = await startNatsServer();
+  const services = await getServices({ backend: "nats", namespace: "bench_py", servers: nats.url });
+  const figures: Record<string, unknown> = {};
+  try {
+    // 1. latency ---------------------------------------------------------------------------
+    await services.registerWithOptions("python_executor", PythonExecutorService, { maxConcurrency: 1024 }, { poolSize: 2 });
+    const shared = await services.get<PythonExecutorService>("python_executor");
+    // The baseline runs the very interpreter the pool runs (the sandbox may pick another than PATH's).
+    const python = (await shared.ready()).sandbox.python;
+    const sharedLat = await latency(500, () => shared.execute(TRIVIAL));
+    const sharedSession = await latency(500, () => shared.execute(TRIVIAL, { sessionId: "lat" }));
+    await services.remove("python_executor");
+
+    const local = new PythonInterpreter({ services: null, persistent: true });
+    const localLat = await latency(500, () => local.execute(TRIVIAL, { sessionId: "lat" }));
+    await local.close();
+
+    const freshLat = await latency(40, () => promisify(execFile)(python, ["-c", TRIVIAL]), 3);
+    const temp = new PythonInterpreter({ services: null, persistent: false });
+    const tempLat = await latency(20, () => temp.execute(TRIVIAL), 2);
+    await temp.close();
+
+    figures.latency = {
+      code: TRIVIAL,
+      python,
+      sharedServiceNats: sharedLat,
+      sharedServiceNatsWithSession: sharedSession,
+      localPersistent: localLat,
+      freshPython3PerCall: freshLat,
+      sandboxedTemporaryPerCall: tempLat,
+      speedupSharedVsFresh: ratio(freshLat.p50Ms, sharedLat.p50Ms),
+      speedupLocalVsFresh: ratio(freshLat.p50Ms, localLat.p50Ms),
+    };
+    printTable("executor: latency of trivial code (p50)", [
+      ["shared service over NATS", `${sharedLat.p50Ms} ms (p99 ${sharedLat.p99Ms})`],
+      ["  same, with a sessionId", `${sharedSession.p50Ms} ms`],
+      ["local persistent process", `${localLat.p50Ms} ms (p99 ${localLat.p99Ms})`],
+      [`fresh ${python} -c per call (baseline)`, `${freshLat.p50Ms} ms`],
+      ["sandboxed temporary process per call", `${tempLat.p50Ms} ms`],
+      ["speedup shared vs fresh", `${ratio(freshLat.p50Ms, sharedLat.p50Ms)}x (target >= 50x)`],
+      ["speedup local vs fresh", `${ratio(freshLat.p50Ms, localLat.p50Ms)}x`],
+    ]);
+
+    // 2. 128 sessions on pools of 8 and 32 ---------------------------------------------------
+    const throughput: Record<string, unknown> = {};
+    for (const poolSize of [8, 32]) {
+      const direct = new PythonExecutorService({ poolSize, maxPending: 4096 });
+      await direct.ready();
+      const d = await sessionsThroughput((code, sessionId) => direct.execute(code, { sessionId }));
+      await direct.close();
+
+      const name = `python_executor_${poolSize}`;
+      await services.registerWithOptions(name, PythonExecutorService, { maxConcurrency: 1024, maxPending: 4096 }, { poolSize, maxPending: 4096 });
+      const h = await services.get<PythonExecutorService>(name);
+      await h.ready();
+      const n = await sessionsThroughput((code, sessionId) => h.execute(code, { sessionId }));
+      await services.remove(name);
+      throughput[`pool${poolSize}`] = { direct: d, sharedServiceNats: n };
+    }
+    figures.sessions128 = { sessions: SESSIONS, callsPerSession: CALLS_PER_SESSION, code: "n += 1 (per-session state)", ...throughput };
+    const t8 = throughput.pool8 as { direct: { executionsPerSec: number }; sharedServiceNats: { executionsPerSec: number } };
+    const t32 = throughput.pool32 as typeof t8;
+    printTable(`executor: ${SESSIONS} concurrent sessions, executions/s`, [
+      ["pool of 8, direct", t8.direct.executionsPerSec],
+      ["pool of 8, service over NATS", t8.sharedServiceNats.executionsPerSec],
+      ["pool of 32, direct", t32.direct.executionsPerSec],
+      ["pool of 32, service over NATS", t32.sharedServiceNats.executionsPerSec],
+      ["pool 32 / pool 8 (service)", `${ratio(t32.sharedServiceNats.executionsPerSec, t8.sharedServiceNats.executionsPerSec)}x (2 cores: more interpreters cannot add CPU)`],
+    ]);
+
+    // 3. memory ------------------------------------------------------------------------------
+    const pool = new PythonExecutorService({ poolSize: 32, maxPending: 4096 });
+    await pool.ready();
+    await Promise.all(Array.from({ length: SESSIONS }, (_, i) => pool.execute(`data = list(range(100))\nme = ${i}`, { sessionId: `env-${i}` })));
+    const poolRss = pool.stats().interpreters.map((i) => i.rssBytes ?? 0);
+    await pool.close();
+
+    const perEnv = new PythonInterpreter({ services: null, persistent: true, maxProcesses: SESSIONS });
+    const pids: number[] = [];
+    for (let i = 0; i < SESSIONS; i += 16) {
+      const batch = await Promise.all(
+        Array.from({ length: 16 }, (_, k) => perEnv.execute(`import os\ndata = list(range(100))\nme = ${i + k}\nprint(os.getpid())`, { sessionId: `env-${i + k}` })),
+      );
+      pids.push(...batch.map((r) => Number(r.stdout)));
+    }
+    const perEnvRss = pids.map((p) => rssOf(p) ?? 0);
+    await perEnv.close();
+
+    const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+    const poolTotal = sum(poolRss);
+    const perEnvTotal = sum(perEnvRss);
+    figures.memory = {
+      environments: SESSIONS,
+      poolInterpreters: poolRss.length,
+      poolTotalRssMiB: round(poolTotal / MIB, 1),
+      onePerEnvInterpreters: perEnvRss.length,
+      onePerEnvTotalRssMiB: round(perEnvTotal / MIB, 1),
+      poolVsOnePerEnv: ratio(poolTotal, perEnvTotal),
+      rssPerInterpreterMiB: round(poolTotal / poolRss.length / MIB, 2),
+      rssPerInterpreterOnePerEnvMiB: round(perEnvTotal / perEnvRss.length / MIB, 2),
+    };
+    printTable(`executor: memory for ${SESSIONS} environments (RSS)`, [
+      [`pool of ${poolRss.length} interpreters`, `${round(poolTotal / MIB, 1)} MiB`],
+      [`one interpreter per environment (${perEnvRss.length})`, `${round(perEnvTotal / MIB, 1)} MiB`],
+      ["pool / one per env", `${round((100 * poolTotal) / perEnvTotal, 1)}% (seed's table: 25%)`],
+      ["RSS per interpreter", `${round(poolTotal / poolRss.length / MIB, 2)} MiB`],
+    ]);
+  } finally {
+    await services.reset().catch(() => {});
+    await services.close();
+    await nats.stop();
+  }
+  return figures;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  console.log(JSON.stringify(await benchExecutor(), null, 2));
+}
