@@ -44,6 +44,11 @@ export interface ActorHostParams {
   options: ResolvedActorOptions;
   /** Called once the host stopped because of a remote stop request (reset) rather than close(). */
   onRemoteStop?: () => void;
+  /**
+   * Where calls come from. Default: the service's call subject and liveness ping, in queue group
+   * "actors". Replicas of a routed service listen on their own subjects instead (issue 3).
+   */
+  callSubjects?: { subject: string; queue?: string }[];
 }
 
 interface Job {
@@ -178,8 +183,12 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     },
     async listenCalls() {
       accepting = true;
-      subs.push(transport.subscribe(subjects.call(name), onCall, { queue: QUEUE_ACTORS }));
-      subs.push(transport.subscribe(subjects.control(name), onControl, { queue: QUEUE_ACTORS }));
+      if (p.callSubjects) {
+        for (const c of p.callSubjects) subs.push(transport.subscribe(c.subject, onCall, c.queue ? { queue: c.queue } : undefined));
+      } else {
+        subs.push(transport.subscribe(subjects.call(name), onCall, { queue: QUEUE_ACTORS }));
+        subs.push(transport.subscribe(subjects.control(name), onControl, { queue: QUEUE_ACTORS }));
+      }
       await transport.flush();
     },
     get stopped() {

@@ -1,13 +1,17 @@
 import { ActorBusError } from "../errors/index.ts";
+import { agentCommand } from "./agent.ts";
 import { callCommand } from "./call.ts";
 import { lsCommand } from "./ls.ts";
 import { resetCommand } from "./reset.ts";
+import { statusCommand } from "./status.ts";
 
 const HELP = `actorbus — services and actors on NATS
 
   actorbus ls     [--namespace N] [--json]              services with host, calls, errors
   actorbus call   <service> <method> [json args] [-n N] call a method, print the JSON result
   actorbus reset  --namespace N                         stop every service of a namespace
+  actorbus status [--namespace N] [--json]              services with replicas, hosts, state, latency; agents
+  actorbus agent  [--host-id ID] [--cpus N] [--gpus N]  run a host agent that starts replica processes
 
 Common: --servers URL (default NATS_URL, then nats://127.0.0.1:4222), --creds FILE.
 Credentials from the environment: NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CREDS.`;
@@ -17,6 +21,8 @@ const commands: Record<string, Command> = {
   ls: lsCommand,
   call: callCommand,
   reset: resetCommand,
+  status: statusCommand,
+  agent: agentCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

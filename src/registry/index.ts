@@ -2,6 +2,6 @@ export { getServices, BACKENDS, type Backend, type GetServicesOptions } from "./
 export { createRegistry, type RegistryParams } from "./services.ts";
 export type { Services, ServiceFactory, FactoryArgs, FactoryInstance, HandleOptions, RegistryEvent, RegistryWatch, ServiceStatus, InstanceStatus } from "./types.ts";
 export type { ServiceRecord, InstanceRecord } from "./records.ts";
-export { encodeRecord, decodeRecord } from "./records.ts";
+export { encodeRecord, decodeRecord, RECORD_KIND, recordKindOf } from "./records.ts";
 export type { RegistryStore, StoreEntry, StoreChange, StoreWatch } from "./store.ts";
 export { pingInstance, type Liveness } from "./liveness.ts";

@@ -20,6 +20,17 @@ export interface ServiceRecord {
 
 export type InstanceRecord = InstanceInfo;
 
+/**
+ * A factory may carry its record kind under this key (default "actor"): replicated services
+ * register a forwarding controller of kind "service" through the ordinary register path.
+ */
+export const RECORD_KIND = Symbol.for("actorbus.recordKind");
+
+export function recordKindOf(factory: unknown): string {
+  const k = (factory as Record<symbol, unknown> | null)?.[RECORD_KIND];
+  return typeof k === "string" ? k : "actor";
+}
+
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 

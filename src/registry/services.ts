@@ -23,7 +23,7 @@ import {
 } from "../errors/index.ts";
 import { validateName, type Subjects } from "../subjects/index.ts";
 import { pingInstance } from "./liveness.ts";
-import { decodeRecord, encodeRecord, type InstanceRecord, type ServiceRecord } from "./records.ts";
+import { decodeRecord, encodeRecord, recordKindOf, type InstanceRecord, type ServiceRecord } from "./records.ts";
 import type { RegistryStore } from "./store.ts";
 import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceFactory, ServiceStatus, Services } from "./types.ts";
 import { hostname } from "node:os";
@@ -159,7 +159,7 @@ export function createRegistry(p: RegistryParams): Services {
     return {
       name,
       namespace: ns,
-      kind: "actor",
+      kind: recordKindOf(factory),
       className: (factory as { name?: string }).name || "anonymous",
       methods: declaredMethods(factory),
       owner: info,

@@ -12,6 +12,9 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.inf.<name>.lease.<id>  lease renewals from inference servers to one client
  *   ab.<ns>.agent.<hostId>         a host agent's control subject (spawn, stop, list)
  *   ab.<ns>.replica.<id>.<rank>    one process of a replica (service routing, issue 3)
+ *   ab.<ns>.rq.<service>           replicas of a service in queue group "replicas" (queue-group routing)
+ *   ab.<ns>.ctrl.<service>         a replicated service's controller: status requests
+ *   ab.<ns>.evt.<controllerId>     replica process lifecycle events (exits) sent to one controller
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
  */
 export interface Subjects {
@@ -26,6 +29,9 @@ export interface Subjects {
   inferenceLease(name: string, clientId: string): string;
   agent(hostId: string): string;
   replica(replicaId: string, rank: number): string;
+  replicaQueue(service: string): string;
+  controller(service: string): string;
+  events(controllerId: string): string;
   /** Wildcard that matches every subject of the namespace (for permissions and fuzzing). */
   all(): string;
   serviceKey(service: string): string;
@@ -40,6 +46,7 @@ export interface Subjects {
 
 export const QUEUE_ACTORS = "actors";
 export const QUEUE_INFERENCE = "inference";
+export const QUEUE_REPLICAS = "replicas";
 const SERVICE_KEY_PREFIX = "svc.";
 
 export function subjectsFor(namespace: string): Subjects {
@@ -56,6 +63,9 @@ export function subjectsFor(namespace: string): Subjects {
     inferenceLease: (n, id) => `${prefix}.inf.${validateName("inference server", n)}.lease.${validateName("client id", id)}`,
     agent: (h) => `${prefix}.agent.${validateName("host id", h)}`,
     replica: (id, rank) => `${prefix}.replica.${id}.${rank}`,
+    replicaQueue: (s) => `${prefix}.rq.${validateName("service", s)}`,
+    controller: (s) => `${prefix}.ctrl.${validateName("service", s)}`,
+    events: (id) => `${prefix}.evt.${id}`,
     all: () => `${prefix}.>`,
     serviceKey: (s) => `${SERVICE_KEY_PREFIX}${validateName("service", s)}`,
     serviceKeyFilter: () => `${SERVICE_KEY_PREFIX}*`,

@@ -1,0 +1,221 @@
+import { hostname } from "node:os";
+import { encodeErr, encodeOk } from "../actor/index.ts";
+import { connectBus, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
+import { CodecError, InvalidOptionsError, PlacementError, ServiceUnavailableError } from "../errors/index.ts";
+import { openKvStore } from "../registry/kv-store.ts";
+import { pingInstance } from "../registry/liveness.ts";
+import { decodeRecord } from "../registry/records.ts";
+import { subjectsFor } from "../subjects/index.ts";
+import { resolveAgentOptions, type AgentOptions } from "./options.ts";
+import { procConnectionFor } from "./proc-connection.ts";
+import type { AgentRequest, HostRecord, ProcExitEvent, ProcInfo, ProcSpec } from "./protocol.ts";
+import { createSupervisor } from "./supervisor.ts";
+
+/**
+ * A host daemon (Ray's raylet, Monarch's host mesh): advertises capacity in KV, starts replica
+ * processes on request, reports their exits to the controller that asked for them, and stops
+ * the processes of controllers that died.
+ */
+export interface Agent extends AsyncDisposable {
+  readonly hostId: string;
+  readonly namespace: string;
+  record(): HostRecord;
+  processes(): ProcInfo[];
+  /** Stops every replica process, removes the host key, closes the connection if owned. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const enc = new TextEncoder();
+
+export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
+  const o = resolveAgentOptions(options);
+  const subjects = subjectsFor(o.namespace);
+  const conn = options.connection ?? (await connectBus({ ...options, name: options.name ?? `actorbus-agent-${o.hostId}` }));
+  const ownsConnection = !options.connection;
+  if (conn.backend !== "nats" || !conn.nc) {
+    if (ownsConnection) await conn.close();
+    throw new InvalidOptionsError("an agent needs a NATS connection: replicas run in other processes");
+  }
+  const { codec, transport } = conn;
+  let store;
+  try {
+    store = await openKvStore(conn.nc, subjects.bucket, { replicas: "auto", clustered: conn.clustered });
+    const existing = await store.get(subjects.hostKey(o.hostId));
+    const prev = existing && decodeRecord<HostRecord>(existing.value);
+    if (prev && (await pingAgent(conn, subjects.agent(o.hostId)))) {
+      throw new InvalidOptionsError(
+        `host id "${o.hostId}" is already served by a running agent (pid ${prev.pid} on ${prev.hostname}) in namespace "${o.namespace}"; give each agent its own --host-id`,
+        { details: { hostId: o.hostId } },
+      );
+    }
+  } catch (err) {
+    if (ownsConnection) await conn.close();
+    throw err;
+  }
+  const kv = store;
+
+  const startedAt = new Date().toISOString();
+  const usedGpus = new Set<number>();
+  const reservations = new Map<string, { gpus: number[] }>(); // by procId: slots held
+  const byController = new Map<string, Set<string>>(); // controllerId -> procIds
+  let stopped = false;
+
+  const release = (procId: string) => {
+    const r = reservations.get(procId);
+    if (!r) return;
+    reservations.delete(procId);
+    for (const g of r.gpus) usedGpus.delete(g);
+  };
+
+  const record = (): HostRecord => ({
+    hostId: o.hostId,
+    hostname: hostname(),
+    pid: process.pid,
+    cpus: o.cpus,
+    gpus: o.gpus,
+    usedCpus: reservations.size,
+    usedGpus: [...usedGpus].sort((a, b) => a - b),
+    processes: supervisor.list().length,
+    startedAt,
+    heartbeatAt: new Date().toISOString(),
+    heartbeatMs: o.heartbeatMs,
+  });
+
+  const supervisor = createSupervisor({
+    hostId: o.hostId,
+    connection: procConnectionFor(conn, options),
+    output: options.output,
+    onExit(info, spec, code, signal) {
+      release(info.procId);
+      byController.get(spec.controllerId)?.delete(info.procId);
+      const ev: ProcExitEvent = { type: "exit", procId: info.procId, groupId: info.groupId, hostId: o.hostId, pid: info.pid, code, signal };
+      // The controller learns of the death at once (its heartbeat is only the backstop).
+      transport.publish(subjects.events(spec.controllerId), codec.encode(ev));
+      void heartbeat();
+    },
+  });
+
+  const spawnAll = async (specs: ProcSpec[], startTimeoutMs: number): Promise<ProcInfo[]> => {
+    const free = o.cpus - reservations.size;
+    const gpusNeeded = specs.filter((s) => s.gpu).length;
+    const freeGpus = [...Array(o.gpus).keys()].filter((g) => !usedGpus.has(g));
+    if (specs.length > free || gpusNeeded > freeGpus.length) {
+      throw new PlacementError(
+        `host ${o.hostId} cannot take ${specs.length} process(es) needing ${gpusNeeded} GPU(s): ${free} of ${o.cpus} process slots and ${freeGpus.length} of ${o.gpus} GPUs free`,
+        { details: { hostId: o.hostId, freeCpus: free, freeGpus: freeGpus.length, needCpus: specs.length, needGpus: gpusNeeded } },
+      );
+    }
+    const assigned = specs.map((s) => {
+      const gpus = s.gpu ? [freeGpus.shift()!] : [];
+      for (const g of gpus) usedGpus.add(g);
+      reservations.set(s.procId, { gpus });
+      let set = byController.get(s.controllerId);
+      if (!set) byController.set(s.controllerId, (set = new Set()));
+      set.add(s.procId);
+      return { spec: s, gpus };
+    });
+    const results = await Promise.allSettled(assigned.map(({ spec, gpus }) => supervisor.start(spec, gpus, startTimeoutMs)));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) {
+      await Promise.all(specs.map((s) => supervisor.stop(s.procId, 0)));
+      for (const s of specs) release(s.procId);
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    void heartbeat();
+    return results.map((r) => (r as PromiseFulfilledResult<ProcInfo>).value);
+  };
+
+  const onRequest = (msg: Inbound) => {
+    if (!msg.reply) return;
+    let req: AgentRequest;
+    try {
+      req = codec.decode<AgentRequest>(msg.data);
+    } catch (err) {
+      msg.respond(encodeErr(codec, err));
+      return;
+    }
+    const answer = (p: Promise<unknown>) =>
+      p.then(
+        (v) => msg.respond(encodeOk(codec, v)),
+        (err) => msg.respond(encodeErr(codec, err)),
+      );
+    switch (req?.op) {
+      case "ping":
+        return void answer(Promise.resolve(record()));
+      case "list":
+        return void answer(Promise.resolve(supervisor.list()));
+      case "spawn":
+        if (stopped) return void answer(Promise.reject(new PlacementError(`agent ${o.hostId} is stopping`)));
+        return void answer(spawnAll(req.procs, req.startTimeoutMs));
+      case "stop":
+        return void answer(Promise.all(req.procIds.map((id) => supervisor.stop(id, req.graceMs))).then(() => true));
+      default:
+        msg.respond(encodeErr(codec, new CodecError(`unknown agent op ${JSON.stringify((req as { op?: unknown })?.op)}`)));
+    }
+  };
+
+  const heartbeat = async () => {
+    if (stopped) return;
+    await kv.put(subjects.hostKey(o.hostId), enc.encode(JSON.stringify(record()))).catch(() => {});
+  };
+
+  // Replicas whose controller is gone would never be called or stopped again.
+  const checkLeases = async () => {
+    for (const [controllerId, procIds] of byController) {
+      if (procIds.size === 0) {
+        byController.delete(controllerId);
+        continue;
+      }
+      if ((await pingInstance(conn, subjects, controllerId, 2_000)) === "dead") {
+        await Promise.all([...procIds].map((id) => supervisor.stop(id, 0)));
+        byController.delete(controllerId);
+      }
+    }
+  };
+
+  const sub: Subscription = transport.subscribe(subjects.agent(o.hostId), onRequest);
+  await transport.flush();
+  await heartbeat();
+  const hbTimer = setInterval(() => void heartbeat(), o.heartbeatMs);
+  let leaseRunning = false;
+  const leaseTimer = setInterval(() => {
+    if (leaseRunning) return;
+    leaseRunning = true;
+    checkLeases().finally(() => (leaseRunning = false));
+  }, o.leaseCheckMs);
+
+  let stopping: Promise<void> | undefined;
+  const agent: Agent = {
+    hostId: o.hostId,
+    namespace: o.namespace,
+    record,
+    processes: () => supervisor.list(),
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(hbTimer);
+        clearInterval(leaseTimer);
+        sub.unsubscribe();
+        await supervisor.stopAll(o.stopGraceMs);
+        stopped = true;
+        await kv.delete(subjects.hostKey(o.hostId)).catch(() => {});
+        await transport.flush().catch(() => {});
+        if (ownsConnection) await conn.close();
+      })();
+      return stopping;
+    },
+    [Symbol.asyncDispose]() {
+      return this.stop();
+    },
+  };
+  return agent;
+}
+
+/** Whether an agent answers on its subject; a slow one counts as alive (only no-responders is proof of absence). */
+async function pingAgent(conn: BusConnection, subject: string): Promise<boolean> {
+  try {
+    await conn.transport.request(subject, conn.codec.encode({ op: "ping" }), 2_000);
+    return true;
+  } catch (err) {
+    return !(err instanceof ServiceUnavailableError);
+  }
+}

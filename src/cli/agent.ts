@@ -1,0 +1,44 @@
+import { startAgent } from "../agent/index.ts";
+import { InvalidOptionsError } from "../errors/index.ts";
+import { connectionFrom, parse } from "./args.ts";
+
+export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N]
+
+Runs a host agent until SIGINT/SIGTERM: advertises this host's capacity (process slots, GPUs)
+in the namespace's registry, starts the replica processes services place here (setting
+CUDA_VISIBLE_DEVICES for withGpus), reports their exits, and stops them when their service
+goes away. Several agents on one machine need distinct --host-id values.`;
+
+const int = (name: string, v: string | undefined): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidOptionsError(`--${name} must be a whole number (got ${JSON.stringify(v)})`);
+  return n;
+};
+
+/** `actorbus agent`: runs until SIGINT/SIGTERM, then stops its replica processes. */
+export async function agentCommand(argv: string[]): Promise<string | void> {
+  const { values } = parse(argv, {
+    "host-id": { type: "string" },
+    cpus: { type: "string" },
+    gpus: { type: "string" },
+    "heartbeat-ms": { type: "string" },
+  });
+  if (values.help) return AGENT_USAGE;
+  const agent = await startAgent({
+    ...connectionFrom(values),
+    name: `actorbus-agent-${values["host-id"] ?? "host"}`,
+    hostId: values["host-id"],
+    cpus: int("cpus", values.cpus),
+    gpus: int("gpus", values.gpus),
+    heartbeatMs: int("heartbeat-ms", values["heartbeat-ms"]),
+  });
+  const r = agent.record();
+  console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${r.gpus} GPUs, pid ${process.pid}`);
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", resolve);
+    process.once("SIGTERM", resolve);
+  });
+  await agent.stop();
+  return `agent ${agent.hostId} stopped`;
+}

@@ -1,0 +1,114 @@
+import { defaultHostId } from "../agent/index.ts";
+import { InvalidOptionsError } from "../errors/index.ts";
+import { isReplicaRef, launchService } from "./controller.ts";
+import { callerModuleUrl, resolveModuleRef } from "./module-ref.ts";
+import { checkServiceOptions, resolveServiceOptions, type ServiceOptions } from "./options.ts";
+import { controllerOf, createServiceProxy } from "./proxy.ts";
+import type { LaunchContext, ServiceProxy } from "./types.ts";
+
+const CONFIG = Symbol.for("actorbus.actorOptions");
+const CALLERS = Symbol.for("actorbus.callerModules");
+
+type ActorCtor = new (...args: any[]) => Actor;
+
+const intEnv = (v: string | undefined, dflt: number) => {
+  const n = Number(v);
+  return v !== undefined && Number.isInteger(n) ? n : dflt;
+};
+
+/** The class a configured subclass was made from: the one the module exports. */
+function exportedClass(cls: Function): Function {
+  let c = cls;
+  while (Object.hasOwn(c, CONFIG)) c = Object.getPrototypeOf(c) as Function;
+  return c;
+}
+
+const defaultName = (cls: Function) => cls.name.toLowerCase().replace(/[^a-z0-9_-]/g, "_") || "actor";
+
+/**
+ * Base class of actors that run as services of replicas (TorchForge's ForgeActor). Public
+ * methods (not starting with "_") are the endpoints. Each replica process constructs the class
+ * with the constructor arguments given to asService()/asActor(); if it defines `setup()`, that
+ * is awaited before the replica takes calls.
+ *
+ * The class must be exported from its module; declare `static module = import.meta.url` so
+ * replica processes can import it from wherever it is launched.
+ */
+export class Actor {
+  /** The module that exports the class (`static module = import.meta.url`). */
+  declare static module?: string;
+
+  /** This process's rank within its replica (0..size-1). */
+  readonly rank: number;
+  /** Processes in the replica (the `procs` option). */
+  readonly size: number;
+  /** Host id of the agent (or machine) running this process. */
+  readonly host: string;
+
+  constructor() {
+    // Replica processes are started with these set; elsewhere an actor is rank 0 of 1, here.
+    this.rank = intEnv(process.env.ACTORBUS_RANK, 0);
+    this.size = intEnv(process.env.ACTORBUS_SIZE, 1);
+    this.host = process.env.ACTORBUS_HOST_ID ?? defaultHostId();
+  }
+
+  /**
+   * A subclass carrying these options (merged over the ones already configured). Each call
+   * makes a separate subclass, so several configurations of one class coexist.
+   */
+  static options<C extends ActorCtor>(this: C, options: ServiceOptions): C {
+    const self = this as unknown as Function;
+    if (self === Actor) throw new InvalidOptionsError("options() is called on a subclass of Actor, e.g. Counter.options({ numReplicas: 2 })");
+    checkServiceOptions(options, `${self.name}.options()`);
+    const merged = { ...((self as unknown as Record<symbol, ServiceOptions>)[CONFIG] ?? {}), ...options };
+    resolveServiceOptions(merged, `${self.name}.options()`); // fail here, not at launch
+    const Configured = class extends (this as ActorCtor) {};
+    Object.defineProperty(Configured, "name", { value: self.name });
+    Object.defineProperty(Configured, CONFIG, { value: merged });
+    Object.defineProperty(Configured, CALLERS, { value: [callerModuleUrl(), ...((self as unknown as Record<symbol, string[]>)[CALLERS] ?? [])] });
+    return Configured as unknown as C;
+  }
+
+  /** Launches `numReplicas` replicas and returns the service: routed endpoints, fanout, sessions, shutdown(). */
+  static async asService<C extends ActorCtor>(this: C, ...args: ConstructorParameters<C>): Promise<ServiceProxy<InstanceType<C>>> {
+    return launch(this as unknown as Function, args, false, callerModuleUrl()) as Promise<ServiceProxy<InstanceType<C>>>;
+  }
+
+  /** Launches one replica (of `procs` processes) and returns it; stop it with `Class.shutdown(actor)`. */
+  static async asActor<C extends ActorCtor>(this: C, ...args: ConstructorParameters<C>): Promise<ServiceProxy<InstanceType<C>>> {
+    return launch(this as unknown as Function, args, true, callerModuleUrl()) as Promise<ServiceProxy<InstanceType<C>>>;
+  }
+
+  /**
+   * How one replica is provisioned (called for every start and restart). Override to prepare
+   * arguments or do work around the spawn; the default starts the processes as placed.
+   */
+  static async launch(ctx: LaunchContext): Promise<void> {
+    await ctx.spawn();
+  }
+
+  /**
+   * Stops a replica (the service calls it for each one on shutdown) or an actor/service from
+   * asActor()/asService(). Override to say goodbye first; call super.shutdown(target) last.
+   */
+  static async shutdown(target: unknown): Promise<void> {
+    if (isReplicaRef(target)) return target.stop();
+    const c = controllerOf(target);
+    if (!c) throw new InvalidOptionsError("shutdown() takes an actor or service returned by asActor()/asService()");
+    await c.shutdown();
+  }
+}
+
+async function launch(cls: Function, args: unknown[], single: boolean, caller: string | undefined): Promise<unknown> {
+  if (cls === Actor) throw new InvalidOptionsError("asService()/asActor() are called on a subclass of Actor, e.g. Counter.asService()");
+  const base = exportedClass(cls);
+  const configured = (cls as unknown as Record<symbol, ServiceOptions>)[CONFIG] ?? {};
+  const where = `${base.name}.options()`;
+  const options = resolveServiceOptions(single ? { ...configured, numReplicas: 1 } : configured, where);
+  const declared = (base as { module?: unknown }).module;
+  const ref = await resolveModuleRef(base, [typeof declared === "string" ? declared : undefined, caller, ...((cls as unknown as Record<symbol, string[]>)[CALLERS] ?? [])]);
+  const unique = Math.random().toString(36).slice(2, 8);
+  const name = options.meshName ?? (single ? `${defaultName(base)}-${unique}` : defaultName(base));
+  const controller = await launchService({ cls: cls as unknown as Parameters<typeof launchService>[0]["cls"], base, ref, options, args, name });
+  return createServiceProxy(controller);
+}

@@ -1,0 +1,766 @@
+import { nuid } from "@nats-io/nats-core";
+import { createStatsRecorder, declaredMethods, encodeOk, unwrapReply, type StatsRecorder } from "../actor/index.ts";
+import { defaultHostId, procConnectionFor, type ProcExitEvent, type ProcInfo, type ProcSpec } from "../agent/index.ts";
+import type { Inbound, Subscription } from "../connection/index.ts";
+import {
+  ActorBusError,
+  CallTimeoutError,
+  ClosedError,
+  InvalidOptionsError,
+  OverloadedError,
+  PlacementError,
+  ReplicaCrashedError,
+  ServiceExistsError,
+  ServiceUnavailableError,
+} from "../errors/index.ts";
+import { getServices, pingInstance, RECORD_KIND, type Services } from "../registry/index.ts";
+import { subjectsFor } from "../subjects/index.ts";
+import { SessionLostError } from "./errors.ts";
+import { createAgentLauncher, createLocalLauncher, type Launcher } from "./launchers.ts";
+import { serveMicro, type MicroEndpointStats, type MicroResponder } from "./micro.ts";
+import type { ModuleRef } from "./module-ref.ts";
+import type { ResolvedServiceOptions } from "./options.ts";
+import { placeReplica, placeService, type ReplicaPlacement } from "./placement.ts";
+import type { LaunchContext, ReplicaRef, ReplicaReport, ReplicaStateName, ServiceReport } from "./types.ts";
+
+/** The statics of an Actor class the controller uses (the hooks may be overridden). */
+export interface LaunchableClass {
+  readonly name: string;
+  launch(ctx: LaunchContext): Promise<void>;
+  shutdown(target: unknown): Promise<void>;
+}
+
+export interface ControllerParams {
+  cls: LaunchableClass;
+  /** The exported class (what replicas construct). */
+  base: Function;
+  ref: ModuleRef;
+  options: ResolvedServiceOptions;
+  args: unknown[];
+  name: string;
+}
+
+export interface SessionState {
+  readonly id: string;
+  readonly rebind: boolean;
+  replica: Replica | undefined;
+  generation: number;
+  closed: boolean;
+}
+
+export interface CallOptions {
+  session?: SessionState;
+  ranks?: boolean;
+}
+
+/**
+ * The controller of one service, in the process that launched it (TorchForge's Service):
+ * places and supervises replicas, routes calls, keeps sessions, answers the registry (as the
+ * service's owner instance), its status subject and $SRV.
+ */
+export interface ServiceController {
+  readonly name: string;
+  readonly namespace: string;
+  readonly id: string;
+  call(method: string, args: unknown[], opts?: CallOptions): Promise<unknown>;
+  fanout(method: string, args: unknown[]): Promise<unknown[]>;
+  openSession(rebind: boolean): SessionState;
+  closeSession(s: SessionState): void;
+  report(): ServiceReport;
+  shutdown(): Promise<void>;
+}
+
+interface Inflight {
+  fail(err: Error): void;
+}
+
+interface Replica {
+  index: number;
+  state: ReplicaStateName;
+  /** Bumped when an incarnation dies: stale exit events and sessions compare against it. */
+  generation: number;
+  groupId: string;
+  procs: ProcInfo[];
+  subjects: string[];
+  outstanding: number;
+  inflight: Set<Inflight>;
+  restarts: number;
+  totalRestarts: number;
+  sessions: number;
+  stats: StatsRecorder;
+  healthySince: number;
+  lastError: string;
+  hosts: string[];
+  /** Set when a process of the incarnation being started exits before the replica is healthy. */
+  startFailure: Map<string, string>;
+  pinging: boolean;
+}
+
+const REPLICA_REF = Symbol.for("actorbus.replicaRef");
+
+export function isReplicaRef(v: unknown): v is ReplicaRef {
+  return typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[REPLICA_REF] === true;
+}
+
+const errText = (err: unknown) => `${(err as Error)?.name ?? "Error"}: ${(err as Error)?.message ?? String(err)}`;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export async function launchService(p: ControllerParams): Promise<ServiceController> {
+  const { options: o } = p;
+  const ownsServices = !o.services;
+  const services: Services = o.services ?? (await getServices({ namespace: o.namespace ?? "default", servers: o.servers }));
+  try {
+    return await startController(p, services, ownsServices);
+  } catch (err) {
+    if (ownsServices) await services.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function startController(p: ControllerParams, services: Services, ownsServices: boolean): Promise<ServiceController> {
+  const { options: o, name, cls } = p;
+  const conn = services.connection;
+  if (conn.backend !== "nats" || !conn.nc) {
+    throw new InvalidOptionsError(`${cls.name}.asService() needs the NATS backend: replicas run in their own processes and reach the caller over NATS`);
+  }
+  const subjects = subjectsFor(services.namespace);
+  const { codec, transport } = conn;
+  const controlTimeoutMs = 2_000;
+  const capacity = o.maxConcurrency + o.maxPending;
+  const methods = declaredMethods(p.base);
+
+  // Where the replicas go: agents when there are any (or required), else this machine.
+  let launcher: Launcher;
+  const onExitEvent = (ev: ProcExitEvent) => onProcExit(ev);
+  const agentLauncher = createAgentLauncher(conn, subjects, controlTimeoutMs);
+  let plan: ReplicaPlacement[];
+  const req = { procs: o.procs, hosts: o.hosts, withGpus: o.withGpus };
+  const agentHosts = o.placement === "local" ? [] : await agentLauncher.capacity();
+  if (agentHosts.length > 0) {
+    launcher = agentLauncher;
+    plan = placeService(agentHosts, req, o.numReplicas);
+  } else if (o.placement === "agents") {
+    throw new PlacementError(`${cls.name}: placement "agents" but no agent is running in namespace "${services.namespace}"; start one with \`actorbus agent --namespace ${services.namespace}\``);
+  } else {
+    const hostId = defaultHostId();
+    if (o.withGpus) {
+      throw new PlacementError(
+        `cannot place ${name}: withGpus needs GPUs from an agent, and no agent is running in namespace "${services.namespace}"; start one with \`actorbus agent --namespace ${services.namespace} --gpus N\``,
+        { details: { withGpus: true, agents: 0 } },
+      );
+    }
+    if (o.hosts !== null && o.hosts > 1) {
+      throw new PlacementError(
+        `cannot place ${name}: hosts ${o.hosts} needs agents on ${o.hosts} hosts, and no agent is running in namespace "${services.namespace}" (without agents replicas run on this machine only)`,
+        { details: { hosts: o.hosts, agents: 0 } },
+      );
+    }
+    plan = placeService([{ hostId, freeCpus: Infinity, freeGpus: 0 }], req, o.numReplicas);
+    launcher = createLocalLauncher(hostId, procConnectionFor(conn, { servers: o.servers }), onExitEvent);
+  }
+
+  let state: "running" | "stopping" | "stopped" = "running";
+  let controllerId = "";
+  const startedAt = new Date().toISOString();
+  const replicas: Replica[] = Array.from({ length: o.numReplicas }, (_, index) => ({
+    index,
+    state: "starting" as ReplicaStateName,
+    generation: 0,
+    groupId: "",
+    procs: [],
+    subjects: [],
+    outstanding: 0,
+    inflight: new Set<Inflight>(),
+    restarts: 0,
+    totalRestarts: 0,
+    sessions: 0,
+    stats: createStatsRecorder(),
+    healthySince: 0,
+    lastError: "",
+    hosts: [],
+    startFailure: new Map<string, string>(),
+    pinging: false,
+  }));
+  const procOwner = new Map<string, Replica>();
+  const methodStats = new Map<string, { requests: number; errors: number; lastError: string; ns: number }>();
+  let rr = 0;
+  let waiting = 0;
+  const changeWaiters = new Set<() => void>();
+  const notifyChange = () => {
+    for (const w of [...changeWaiters]) w();
+  };
+
+  const closedError = () => new ClosedError(`service "${name}" is shut down`, { details: { service: name } });
+
+  const waitForChange = (deadline: number, what: string) =>
+    new Promise<void>((resolve, reject) => {
+      const left = deadline - Date.now();
+      if (left <= 0) return reject(new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } }));
+      const done = () => {
+        clearTimeout(timer);
+        changeWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        changeWaiters.delete(done);
+        reject(new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } }));
+      }, left);
+      changeWaiters.add(done);
+    });
+
+  const describeStates = () => replicas.map((r) => `#${r.index} ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`).join(", ");
+
+  const crashError = (r: Replica, reason: string) =>
+    new ReplicaCrashedError(`replica ${r.index} of "${name}" crashed (${reason}); the call may or may not have run`, {
+      details: { service: name, replica: r.index, reason },
+    });
+
+  const stopProcs = async (procs: ProcInfo[], graceMs: number) => {
+    const byHost = new Map<string, string[]>();
+    for (const pr of procs) {
+      let ids = byHost.get(pr.hostId);
+      if (!ids) byHost.set(pr.hostId, (ids = []));
+      ids.push(pr.procId);
+    }
+    await Promise.all([...byHost].map(([hostId, ids]) => launcher.stop(hostId, ids, graceMs).catch(() => {})));
+  };
+
+  // --- supervision ------------------------------------------------------------------------
+
+  const replicaFailed = (r: Replica, generation: number, reason: string) => {
+    if (r.generation !== generation || r.state !== "healthy") return;
+    r.generation++;
+    r.state = "recovering";
+    r.lastError = reason;
+    r.sessions = 0; // their state died with the process: sessions learn it on their next call
+    const err = crashError(r, reason);
+    for (const f of [...r.inflight]) f.fail(err);
+    const survivors = r.procs;
+    r.procs = [];
+    r.subjects = [];
+    void stopProcs(survivors, 0);
+    if (Date.now() - r.healthySince >= o.stableMs) r.restarts = 0;
+    notifyChange();
+    void restartLoop(r);
+  };
+
+  const restartLoop = async (r: Replica) => {
+    while (state === "running") {
+      if (r.restarts >= o.maxRestarts) {
+        r.state = "failed";
+        notifyChange();
+        return;
+      }
+      const delay = Math.min(o.maxBackoffMs, o.restartBackoffMs * 2 ** r.restarts);
+      r.restarts++;
+      r.totalRestarts++;
+      await sleep(delay);
+      if (state !== "running") return;
+      try {
+        await startReplica(r, undefined, r.totalRestarts);
+        return;
+      } catch (err) {
+        if (state !== "running") return;
+        r.state = "recovering";
+        r.lastError = `restart failed: ${errText(err)}`;
+      }
+    }
+  };
+
+  const onProcExit = (ev: ProcExitEvent) => {
+    const r = procOwner.get(ev.procId);
+    procOwner.delete(ev.procId);
+    if (!r) return;
+    const why = `process ${ev.pid} on ${ev.hostId} exited with ${ev.signal ?? `code ${ev.code}`}`;
+    if (r.state === "healthy" && r.groupId === ev.groupId) replicaFailed(r, r.generation, why);
+    else r.startFailure.set(ev.groupId, why);
+  };
+
+  const startReplica = async (r: Replica, placement: ReplicaPlacement | undefined, attempt: number) => {
+    const where = placement ?? placeReplica(await launcher.capacity(), req, `replica ${r.index} of "${name}"`, r.hosts);
+    let spawned: ProcInfo[] | undefined;
+    let groupId = "";
+    const ctx: LaunchContext = {
+      service: name,
+      namespace: services.namespace,
+      replicaIndex: r.index,
+      attempt,
+      options: { ...o, services: undefined } as LaunchContext["options"],
+      args: p.args,
+      placement: where,
+      async spawn(args = p.args) {
+        if (groupId) throw new InvalidOptionsError(`${cls.name}.launch() called ctx.spawn() twice for one replica`);
+        groupId = nuid.next();
+        const specFor = (rank: number): ProcSpec => ({
+          namespace: services.namespace,
+          service: name,
+          controllerId,
+          groupId,
+          procId: `${groupId}-${rank}`,
+          rank,
+          size: o.procs,
+          moduleUrl: p.ref.moduleUrl,
+          exportName: p.ref.exportName,
+          args: [...args],
+          actor: { maxConcurrency: o.maxConcurrency, maxPending: o.maxPending, timeoutMs: o.timeoutMs, drainTimeoutMs: o.drainTimeoutMs },
+          queueGroup: o.routing === "queue-group",
+          gpu: o.withGpus,
+          env: o.env,
+          label: `${name}#${r.index}.${rank}`,
+        });
+        for (const h of where) for (const rank of h.ranks) procOwner.set(`${groupId}-${rank}`, r);
+        const results = await Promise.allSettled(where.map((h) => launcher.spawn(h.hostId, h.ranks.map(specFor), o.startTimeoutMs)));
+        const started = results.flatMap((x) => (x.status === "fulfilled" ? x.value : []));
+        const failed = results.find((x) => x.status === "rejected") as PromiseRejectedResult | undefined;
+        if (failed) {
+          await stopProcs(started, 0);
+          throw failed.reason;
+        }
+        spawned = started.sort((a, b) => a.rank - b.rank);
+      },
+    };
+    try {
+      await cls.launch(ctx);
+      if (!spawned) throw new InvalidOptionsError(`${cls.name}.launch() returned without calling ctx.spawn(): the replica has no processes`);
+      const died = r.startFailure.get(groupId);
+      if (died) throw new ReplicaCrashedError(`replica ${r.index} of "${name}" died while starting: ${died}`);
+      if (state !== "running") throw closedError();
+    } catch (err) {
+      if (spawned) await stopProcs(spawned, 0);
+      r.startFailure.delete(groupId);
+      throw err;
+    }
+    r.startFailure.clear();
+    r.groupId = groupId;
+    r.procs = spawned;
+    r.subjects = spawned.map((x) => subjects.replica(groupId, x.rank));
+    r.hosts = [...new Set(spawned.map((x) => x.hostId))];
+    r.state = "healthy";
+    r.healthySince = Date.now();
+    notifyChange();
+  };
+
+  // The backstop to exit events: a process that left NATS (its agent died with it, or the event
+  // was lost) shows up as no-responders on its instance subject.
+  const heartbeat = () => {
+    for (const r of replicas) {
+      if (r.state !== "healthy" || r.pinging) continue;
+      r.pinging = true;
+      const gen = r.generation;
+      const procs = r.procs;
+      Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
+        .then((states) => {
+          const dead = states.findIndex((s) => s === "dead");
+          if (dead >= 0) replicaFailed(r, gen, `process ${procs[dead]!.pid} on ${procs[dead]!.hostId} stopped answering heartbeats`);
+        })
+        .finally(() => (r.pinging = false));
+    }
+  };
+
+  // --- routing ----------------------------------------------------------------------------
+
+  const overloaded = () => {
+    const busy = replicas.filter((r) => r.state === "healthy").map((r) => r.outstanding);
+    return new OverloadedError(
+      `every replica of "${name}" is saturated (${busy.join(", ")} outstanding; maxConcurrency ${o.maxConcurrency} + maxPending ${o.maxPending} each); retry with backoff or add replicas`,
+      { details: { service: name, outstanding: busy, capacity } },
+    );
+  };
+
+  const unavailable = () =>
+    new ServiceUnavailableError(`no replica of "${name}" can take calls: ${describeStates()}`, { details: { service: name } });
+
+  /** Waits (bounded by the deadline) while replicas are starting or restarting. */
+  const awaitReplica = async (deadline: number, choose: () => Replica | undefined): Promise<Replica> => {
+    for (;;) {
+      if (state !== "running") throw closedError();
+      const r = choose();
+      if (r) return r;
+      if (replicas.some((x) => x.state === "healthy")) throw overloaded();
+      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering")) throw unavailable();
+      if (waiting >= o.numReplicas * Math.max(1, capacity)) throw overloaded();
+      waiting++;
+      try {
+        await waitForChange(deadline, describeStates());
+      } finally {
+        waiting--;
+      }
+    }
+  };
+
+  /** Fewest outstanding calls among healthy replicas with room; ties rotate. */
+  const leastLoaded = (bySessions: boolean): Replica | undefined => {
+    const n = replicas.length;
+    const start = rr++ % n;
+    let best: Replica | undefined;
+    for (let i = 0; i < n; i++) {
+      const r = replicas[(start + i) % n]!;
+      if (r.state !== "healthy" || r.outstanding >= capacity) continue;
+      if (!best || r.outstanding < best.outstanding || (bySessions && r.outstanding === best.outstanding && r.sessions < best.sessions)) best = r;
+    }
+    return best;
+  };
+
+  const sessionLost = (s: SessionState, r: Replica) =>
+    new SessionLostError(
+      `session ${s.id} was bound to replica ${r.index} of "${name}", which died (${r.lastError || "stopped"}): the state it held is lost; start a new session, or open sessions with { rebind: true }`,
+      { details: { service: name, session: s.id, replica: r.index } },
+    );
+
+  const sessionReplica = async (s: SessionState, deadline: number): Promise<Replica> => {
+    if (s.closed) throw new ClosedError(`session ${s.id} of "${name}" has ended`);
+    const bound = s.replica;
+    if (bound) {
+      if (bound.generation === s.generation && bound.state === "healthy") {
+        if (bound.outstanding >= capacity) throw overloaded();
+        return bound;
+      }
+      if (!s.rebind) throw sessionLost(s, bound);
+      if (bound.generation === s.generation) bound.sessions--;
+      s.replica = undefined;
+    }
+    const r = await awaitReplica(deadline, () => leastLoaded(true));
+    // Another call of this session may have bound it while we waited.
+    if (s.replica) return sessionReplica(s, deadline);
+    s.replica = r;
+    s.generation = r.generation;
+    r.sessions++;
+    return r;
+  };
+
+  const sendTo = (r: Replica, method: string, args: unknown[], deadline: number, allRanks: boolean): Promise<unknown> => {
+    const remaining = Math.max(1, deadline - Date.now());
+    let payload: Uint8Array;
+    try {
+      payload = codec.encode([method, args, remaining]);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const gen = r.generation;
+    const targets = r.subjects;
+    r.outstanding++;
+    const t0 = performance.now();
+    return new Promise<unknown>((resolve, reject) => {
+      let done = false;
+      const finish = (err: unknown, value?: unknown) => {
+        if (done) return;
+        done = true;
+        r.inflight.delete(entry);
+        r.outstanding--;
+        const ms = performance.now() - t0;
+        if (err !== undefined) {
+          r.stats.record(ms, true, errText(err));
+          reject(err);
+        } else {
+          r.stats.record(ms, false);
+          resolve(value);
+        }
+      };
+      const entry: Inflight = { fail: (e) => finish(e) };
+      r.inflight.add(entry);
+      const onError = (err: unknown) => {
+        // No responders on a replica's own subject: its process is gone. Faster than any event.
+        if (err instanceof ServiceUnavailableError) {
+          const reason = `process stopped listening on ${(err.details.subject as string) ?? "its subject"}`;
+          replicaFailed(r, gen, reason);
+          finish(crashError(r, reason));
+        } else finish(err);
+      };
+      const decode = (bytes: Uint8Array) => unwrapReply<unknown>(codec, bytes);
+      if (targets.length === 1) {
+        transport.request(targets[0]!, payload, remaining).then((b) => {
+          let v: unknown;
+          try {
+            v = decode(b);
+          } catch (e) {
+            return finish(e);
+          }
+          finish(undefined, allRanks ? [v] : v);
+        }, onError);
+      } else {
+        Promise.all(targets.map((t) => transport.request(t, payload, remaining))).then((bs) => {
+          let vs: unknown[];
+          try {
+            vs = bs.map(decode);
+          } catch (e) {
+            return finish(e);
+          }
+          finish(undefined, allRanks ? vs : vs[0]);
+        }, onError);
+      }
+    });
+  };
+
+  const recordMethod = (method: string, t0: number, err?: unknown) => {
+    let m = methodStats.get(method);
+    if (!m) methodStats.set(method, (m = { requests: 0, errors: 0, lastError: "", ns: 0 }));
+    m.requests++;
+    m.ns += (performance.now() - t0) * 1e6;
+    if (err !== undefined) {
+      m.errors++;
+      m.lastError = errText(err);
+    }
+  };
+
+  const call = async (method: string, args: unknown[], opts: CallOptions = {}): Promise<unknown> => {
+    if (state !== "running") throw closedError();
+    const t0 = performance.now();
+    const deadline = Date.now() + o.timeoutMs;
+    let retries = 0;
+    try {
+      for (;;) {
+        const r = opts.session ? await sessionReplica(opts.session, deadline) : await awaitReplica(deadline, () => leastLoaded(false));
+        try {
+          const v = await sendTo(r, method, args, deadline, opts.ranks === true);
+          recordMethod(method, t0);
+          return v;
+        } catch (err) {
+          if (!(err instanceof ReplicaCrashedError) || state !== "running") throw err;
+          if (opts.session && !opts.session.rebind) throw sessionLost(opts.session, r);
+          if (retries >= o.maxTaskRetries) throw err;
+          retries++;
+        }
+      }
+    } catch (err) {
+      recordMethod(method, t0, err);
+      throw err;
+    }
+  };
+
+  // Queue-group routing: NATS picks a replica. No per-replica accounting, so a crash cannot
+  // fail its calls early: they run into their deadlines (the benchmark's comparison).
+  const callQueueGroup = async (method: string, args: unknown[]): Promise<unknown> => {
+    if (state !== "running") throw closedError();
+    const t0 = performance.now();
+    try {
+      const bytes = await transport.request(subjects.replicaQueue(name), codec.encode([method, args, o.timeoutMs]), o.timeoutMs);
+      const v = unwrapReply<unknown>(codec, bytes);
+      recordMethod(method, t0);
+      return v;
+    } catch (err) {
+      recordMethod(method, t0, err);
+      throw err;
+    }
+  };
+
+  const fanout = async (method: string, args: unknown[]): Promise<unknown[]> => {
+    if (state !== "running") throw closedError();
+    const t0 = performance.now();
+    const deadline = Date.now() + o.timeoutMs;
+    try {
+      await awaitReplica(deadline, () => replicas.find((r) => r.state === "healthy"));
+      const healthy = replicas.filter((r) => r.state === "healthy");
+      const out = await Promise.all(healthy.map((r) => sendTo(r, method, args, deadline, false)));
+      recordMethod(method, t0);
+      return out;
+    } catch (err) {
+      recordMethod(method, t0, err);
+      throw err;
+    }
+  };
+
+  // --- reports --------------------------------------------------------------------------
+
+  const report = (): ServiceReport => ({
+    name,
+    namespace: services.namespace,
+    className: p.base.name,
+    controllerId,
+    placement: launcher.mode,
+    routing: o.routing,
+    startedAt,
+    state,
+    options: {
+      numReplicas: o.numReplicas,
+      procs: o.procs,
+      hosts: o.hosts,
+      withGpus: o.withGpus,
+      maxConcurrency: o.maxConcurrency,
+      maxPending: o.maxPending,
+      maxRestarts: o.maxRestarts,
+      maxTaskRetries: o.maxTaskRetries,
+      timeoutMs: o.timeoutMs,
+    },
+    sessions: replicas.reduce((n, r) => n + r.sessions, 0),
+    replicas: replicas.map((r): ReplicaReport => {
+      const s = r.stats.snapshot(r.outstanding, 0);
+      return {
+        index: r.index,
+        state: r.state,
+        groupId: r.groupId,
+        hosts: r.hosts,
+        pids: r.procs.map((x) => x.pid),
+        inflight: r.outstanding,
+        calls: s.calls,
+        errors: s.errors,
+        p50Ms: s.p50Ms,
+        p99Ms: s.p99Ms,
+        restarts: r.totalRestarts,
+        sessions: r.sessions,
+        lastError: r.lastError,
+      };
+    }),
+  });
+
+  const microEndpoints = (): MicroEndpointStats[] =>
+    methods.map((m) => {
+      const s = methodStats.get(m);
+      return { name: m, subject: subjects.call(name), requests: s?.requests ?? 0, errors: s?.errors ?? 0, lastError: s?.lastError ?? "", processingTimeNs: s?.ns ?? 0 };
+    });
+
+  // --- registration: the controller is the registry's owner instance of the service ---------
+
+  let shutdownPromise: Promise<void> | undefined;
+  const routed = o.routing === "queue-group" ? (m: string, a: unknown[]) => callQueueGroup(m, a) : (m: string, a: unknown[]) => call(m, a);
+  const Forwarder = forwarderClass(p.base.name, methods, routed, () => (shutdownPromise ? undefined : shutdown(true)));
+  try {
+    await services.registerWithOptions(name, Forwarder, {
+      // The router bounds calls per replica; the forwarder only relays them.
+      maxConcurrency: 1_000_000,
+      maxPending: 0,
+      timeoutMs: o.timeoutMs,
+      drainTimeoutMs: o.drainTimeoutMs,
+      metadata: { ...o.metadata, kind: "service", replicas: String(o.numReplicas), procs: String(o.procs), module: p.ref.moduleUrl },
+    });
+  } catch (err) {
+    if (err instanceof ServiceExistsError) {
+      err.message += `; pass { meshName: "another-name" } to options() to run another ${cls.name} service`;
+    }
+    throw err;
+  }
+  const record = await services.describe(name);
+  controllerId = record?.owner.instanceId ?? nuid.next();
+
+  const subs: Subscription[] = [];
+  subs.push(transport.subscribe(subjects.events(controllerId), (msg: Inbound) => {
+    try {
+      onProcExit(codec.decode<ProcExitEvent>(msg.data));
+    } catch {
+      // not an event of ours
+    }
+  }));
+  subs.push(transport.subscribe(subjects.controller(name), (msg: Inbound) => {
+    if (msg.reply) msg.respond(encodeOk(codec, report()));
+  }));
+  const micro: MicroResponder = serveMicro({
+    conn,
+    name,
+    id: controllerId,
+    version: o.version,
+    description: o.description || `${p.base.name} (${o.numReplicas} replica${o.numReplicas === 1 ? "" : "s"}) in namespace ${services.namespace}`,
+    metadata: { ...o.metadata, namespace: services.namespace, class: p.base.name, replicas: String(o.numReplicas) },
+    startedAt,
+    endpoints: microEndpoints,
+  });
+  await transport.flush();
+  const healthTimer = setInterval(heartbeat, o.healthIntervalMs);
+  healthTimer.unref();
+
+  const replicaRef = (r: Replica): ReplicaRef => {
+    const procs = r.procs;
+    return {
+      [REPLICA_REF]: true,
+      service: name,
+      index: r.index,
+      hosts: [...r.hosts],
+      pids: procs.map((x) => x.pid),
+      stop: (graceMs = o.drainTimeoutMs) => stopProcs(procs, graceMs),
+    } as ReplicaRef;
+  };
+
+  const shutdown = (fromRegistry = false): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      state = "stopping";
+      notifyChange();
+      clearInterval(healthTimer);
+      const inflight = () => replicas.reduce((n, r) => n + r.inflight.size, 0);
+      const end = Date.now() + o.drainTimeoutMs;
+      while (inflight() > 0 && Date.now() < end) await sleep(5);
+      const late = new ServiceUnavailableError(`service "${name}" shut down before the call finished`, { details: { service: name } });
+      for (const r of replicas) for (const f of [...r.inflight]) f.fail(late);
+      for (const s of subs.splice(0)) s.unsubscribe();
+      micro.stop();
+      await Promise.all(
+        replicas.map(async (r) => {
+          if (r.procs.length === 0) return;
+          try {
+            await cls.shutdown(replicaRef(r));
+          } catch {
+            await stopProcs(r.procs, 0);
+          }
+        }),
+      );
+      await launcher.close(o.drainTimeoutMs);
+      for (const r of replicas) {
+        r.state = "stopped";
+        r.procs = [];
+        r.subjects = [];
+      }
+      state = "stopped";
+      if (!fromRegistry) {
+        await services.remove(name).catch(() => {});
+        if (ownsServices) await services.close().catch(() => {});
+      }
+    })();
+    // A registry-initiated stop runs inside the registry's own teardown of our forwarder, which
+    // close() would wait for: close afterwards.
+    if (fromRegistry && ownsServices) void shutdownPromise.then(() => services.close()).catch(() => {});
+    return shutdownPromise;
+  };
+
+  const controller: ServiceController = {
+    name,
+    namespace: services.namespace,
+    get id() {
+      return controllerId;
+    },
+    call: o.routing === "queue-group" ? (m, a, opts) => (opts?.session || opts?.ranks ? call(m, a, opts) : callQueueGroup(m, a)) : call,
+    fanout,
+    openSession: (rebind) => ({ id: nuid.next(), rebind, replica: undefined, generation: -1, closed: false }),
+    closeSession(s) {
+      if (s.closed) return;
+      s.closed = true;
+      if (s.replica && s.replica.generation === s.generation) s.replica.sessions--;
+      s.replica = undefined;
+    },
+    report,
+    shutdown: () => shutdown(false),
+  };
+
+  // Every replica up, or nothing left behind.
+  const results = await Promise.allSettled(replicas.map((r, i) => startReplica(r, plan[i], 0)));
+  const failed = results.findIndex((x) => x.status === "rejected");
+  if (failed >= 0) {
+    const err = (results[failed] as PromiseRejectedResult).reason;
+    await shutdown(false);
+    if (err instanceof ActorBusError || err instanceof Error) {
+      err.message = `replica ${failed} of "${name}" failed to start: ${err.message}`;
+      throw err;
+    }
+    throw new ActorBusError(`replica ${failed} of "${name}" failed to start: ${String(err)}`);
+  }
+  return controller;
+}
+
+/**
+ * The registry's view of the service: an object with the class's methods that relays each call
+ * to the router, registered through the ordinary register path with record kind "service".
+ * Its disposal (a registry reset or remove from any worker) shuts the service down.
+ */
+function forwarderClass(className: string, methods: string[], route: (method: string, args: unknown[]) => Promise<unknown>, onDispose: () => Promise<void> | undefined) {
+  const Forwarder = class {};
+  Object.defineProperty(Forwarder, "name", { value: className });
+  for (const m of methods) {
+    Object.defineProperty(Forwarder.prototype, m, {
+      value: (...args: unknown[]) => route(m, args),
+      writable: true,
+      configurable: true,
+    });
+  }
+  Object.defineProperty(Forwarder.prototype, Symbol.asyncDispose, {
+    // Not awaited when the service itself is shutting down: that shutdown is what disposes us.
+    value: async () => void (await onDispose()),
+  });
+  (Forwarder as unknown as Record<symbol, unknown>)[RECORD_KIND] = "service";
+  return Forwarder;
+}

@@ -1,0 +1,21 @@
+export { Actor } from "./actor.ts";
+export { SessionLostError } from "./errors.ts";
+export { sessionInfo, controllerOf, type SessionInfo } from "./proxy.ts";
+export { resolveServiceOptions, SERVICE_DEFAULTS, ROUTINGS, PLACEMENTS, type ServiceOptions, type ResolvedServiceOptions, type Routing, type PlacementMode } from "./options.ts";
+export { placeService, placeReplica, type HostCapacity, type PlacementRequest, type ReplicaPlacement } from "./placement.ts";
+export { microPing, microInfo, microStats, type MicroParams, type MicroEndpointStats } from "./micro.ts";
+export { collectStatus, formatStatus, type NamespaceStatus } from "./status.ts";
+export { liveAgents } from "./launchers.ts";
+export type {
+  ServiceProxy,
+  ServiceControls,
+  Endpoint,
+  EndpointOf,
+  SessionHandle,
+  SessionOptions,
+  ServiceReport,
+  ReplicaReport,
+  ReplicaStateName,
+  LaunchContext,
+  ReplicaRef,
+} from "./types.ts";

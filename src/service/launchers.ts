@@ -1,0 +1,103 @@
+import { unwrapReply } from "../actor/index.ts";
+import { createSupervisor, type ProcConnection, type ProcExitEvent, type ProcInfo, type ProcSpec, type HostRecord, type Supervisor } from "../agent/index.ts";
+import type { BusConnection } from "../connection/index.ts";
+import { ServiceUnavailableError } from "../errors/index.ts";
+import { openKvStore } from "../registry/kv-store.ts";
+import { decodeRecord } from "../registry/records.ts";
+import type { Subjects } from "../subjects/index.ts";
+import type { HostCapacity } from "./placement.ts";
+
+/**
+ * Starts and stops replica processes for one service controller: through host agents, or as
+ * child processes of the controller's own process (the embedded default when no agent runs).
+ * Exits come back through `onExit` either way (agents publish them on subjects.events).
+ */
+export interface Launcher {
+  readonly mode: "agents" | "local";
+  capacity(): Promise<HostCapacity[]>;
+  spawn(hostId: string, specs: ProcSpec[], startTimeoutMs: number): Promise<ProcInfo[]>;
+  stop(hostId: string, procIds: string[], graceMs: number): Promise<void>;
+  close(graceMs: number): Promise<void>;
+}
+
+export type ExitHandler = (ev: ProcExitEvent) => void;
+
+export function createLocalLauncher(hostId: string, connection: ProcConnection, onExit: ExitHandler): Launcher {
+  const sup: Supervisor = createSupervisor({
+    hostId,
+    connection,
+    onExit: (info, _spec, code, signal) => onExit({ type: "exit", procId: info.procId, groupId: info.groupId, hostId, pid: info.pid, code, signal }),
+  });
+  return {
+    mode: "local",
+    // The caller's machine takes any number of processes (the OS time-shares) but offers no GPUs:
+    // those are an agent's to hand out.
+    capacity: async () => [{ hostId, freeCpus: Infinity, freeGpus: 0 }],
+    spawn: (_h, specs, startTimeoutMs) =>
+      Promise.allSettled(specs.map((s) => sup.start(s, [], startTimeoutMs))).then(async (rs) => {
+        const failed = rs.find((r) => r.status === "rejected");
+        if (!failed) return rs.map((r) => (r as PromiseFulfilledResult<ProcInfo>).value);
+        await Promise.all(specs.map((s) => sup.stop(s.procId, 0)));
+        throw (failed as PromiseRejectedResult).reason;
+      }),
+    stop: async (_h, procIds, graceMs) => void (await Promise.all(procIds.map((id) => sup.stop(id, graceMs)))),
+    close: (graceMs) => sup.stopAll(graceMs),
+  };
+}
+
+/** Live agents of the namespace with their current capacity (each one asked, not just read from KV). */
+export async function liveAgents(conn: BusConnection, subjects: Subjects, timeoutMs = 2_000): Promise<HostRecord[]> {
+  if (!conn.nc) return [];
+  const store = await openKvStore(conn.nc, subjects.bucket, { replicas: "auto", clustered: conn.clustered });
+  const keys = await store.keys(subjects.hostKeyFilter());
+  const records = await Promise.all(
+    keys.map(async (key) => {
+      const e = await store.get(key);
+      const kvRecord = e && decodeRecord<HostRecord>(e.value);
+      if (!kvRecord?.hostId) return undefined;
+      try {
+        return unwrapReply<HostRecord>(conn.codec, await conn.transport.request(subjects.agent(kvRecord.hostId), conn.codec.encode({ op: "ping" }), timeoutMs));
+      } catch (err) {
+        if (err instanceof ServiceUnavailableError) {
+          // A key left by an agent that died: nobody else will remove it.
+          if (e) await store.delete(key, e.revision).catch(() => {});
+          return undefined;
+        }
+        return kvRecord; // busy, not gone
+      }
+    }),
+  );
+  return records.filter((r): r is HostRecord => r !== undefined).sort((a, b) => (a.hostId < b.hostId ? -1 : 1));
+}
+
+export function capacityOf(r: HostRecord): HostCapacity {
+  return { hostId: r.hostId, freeCpus: Math.max(0, r.cpus - r.usedCpus), freeGpus: Math.max(0, r.gpus - r.usedGpus.length) };
+}
+
+export function createAgentLauncher(conn: BusConnection, subjects: Subjects, controlTimeoutMs: number): Launcher {
+  const { codec, transport } = conn;
+  const ask = async <T>(hostId: string, req: unknown, timeoutMs: number): Promise<T> =>
+    unwrapReply<T>(codec, await transport.request(subjects.agent(hostId), codec.encode(req), timeoutMs));
+  const placed = new Map<string, Set<string>>(); // hostId -> procIds we started there
+  return {
+    mode: "agents",
+    capacity: async () => (await liveAgents(conn, subjects, controlTimeoutMs)).map(capacityOf),
+    async spawn(hostId, specs, startTimeoutMs) {
+      const procs = await ask<ProcInfo[]>(hostId, { op: "spawn", procs: specs, startTimeoutMs }, startTimeoutMs + controlTimeoutMs);
+      let set = placed.get(hostId);
+      if (!set) placed.set(hostId, (set = new Set()));
+      for (const p of procs) set.add(p.procId);
+      return procs;
+    },
+    async stop(hostId, procIds, graceMs) {
+      for (const id of procIds) placed.get(hostId)?.delete(id);
+      await ask(hostId, { op: "stop", procIds, graceMs }, graceMs + controlTimeoutMs).catch(() => {
+        // The agent is gone, and its processes with it (they exit when their agent does).
+      });
+    },
+    async close(graceMs) {
+      await Promise.all([...placed].map(([hostId, ids]) => (ids.size ? this.stop(hostId, [...ids], graceMs) : undefined)));
+      placed.clear();
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { ServiceHandle } from "../actor/index.ts";
+import type { ServiceController, SessionState } from "./controller.ts";
+import type { ServiceProxy, SessionHandle, SessionOptions } from "./types.ts";
+
+// Names generic code probes on any object (await, inspection, test matchers): never endpoints.
+const NOT_REMOTE = new Set(["then", "catch", "finally", "toJSON", "constructor", "valueOf", "toString", "toLocaleString", "inspect", "asymmetricMatch", "$$typeof", "nodeType"]);
+
+const CONTROLLER = Symbol.for("actorbus.serviceController");
+const SESSION = Symbol.for("actorbus.session");
+
+/** The controller behind a service proxy (undefined for other values). */
+export function controllerOf(value: unknown): ServiceController | undefined {
+  return (value as Record<symbol, ServiceController> | null)?.[CONTROLLER];
+}
+
+export interface SessionInfo {
+  id: string;
+  /** Index of the replica the session is bound to (undefined before its first call). */
+  replica: number | undefined;
+  ended: boolean;
+}
+
+/** The id and binding of a session handle (undefined for other values). */
+export function sessionInfo(value: unknown): SessionInfo | undefined {
+  const s = (value as Record<symbol, SessionState> | null)?.[SESSION];
+  return s ? { id: s.id, replica: s.replica?.index, ended: s.closed } : undefined;
+}
+
+function endpoint(c: ServiceController, method: string) {
+  const fn = (...args: unknown[]) => c.call(method, args);
+  return Object.assign(fn, {
+    route: fn,
+    fanout: (...args: unknown[]) => c.fanout(method, args),
+    ranks: (...args: unknown[]) => c.call(method, args, { ranks: true }),
+  });
+}
+
+function sessionHandle<T>(c: ServiceController, s: SessionState): SessionHandle<T> {
+  const cache = new Map<string, (...a: unknown[]) => Promise<unknown>>();
+  return new Proxy(Object.create(null), {
+    get(_t, prop) {
+      if (prop === SESSION) return s;
+      if (prop === Symbol.asyncDispose) return async () => c.closeSession(s);
+      if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Session(${c.namespace}/${c.name} ${s.id})`;
+      if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
+      let fn = cache.get(prop);
+      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => c.call(prop, args, { session: s })));
+      return fn;
+    },
+    set: () => false,
+  }) as SessionHandle<T>;
+}
+
+export function createServiceProxy<T>(c: ServiceController): ServiceProxy<T> {
+  const cache = new Map<string, ReturnType<typeof endpoint>>();
+  const ep = (m: string) => {
+    let e = cache.get(m);
+    if (!e) cache.set(m, (e = endpoint(c, m)));
+    return e;
+  };
+  const controls: Record<string, unknown> = {
+    shutdown: () => c.shutdown(),
+    status: () => c.report(),
+    endpoint: (m: string) => ep(m),
+    session: (fnOrOptions?: ((s: ServiceHandle<T>) => Promise<unknown>) | SessionOptions, maybeOptions?: SessionOptions) => {
+      if (typeof fnOrOptions === "function") {
+        const s = c.openSession(maybeOptions?.rebind === true);
+        return (async () => {
+          try {
+            return await fnOrOptions(sessionHandle<T>(c, s));
+          } finally {
+            c.closeSession(s);
+          }
+        })();
+      }
+      return sessionHandle<T>(c, c.openSession(fnOrOptions?.rebind === true));
+    },
+  };
+  return new Proxy(Object.create(null), {
+    get(_t, prop) {
+      if (prop === CONTROLLER) return c;
+      if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Service(${c.namespace}/${c.name})`;
+      if (prop === Symbol.asyncDispose) return () => c.shutdown();
+      if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
+      if (Object.hasOwn(controls, prop)) return controls[prop];
+      return ep(prop);
+    },
+    has: (_t, prop) => typeof prop === "string" && !NOT_REMOTE.has(prop),
+    set: () => false,
+  }) as ServiceProxy<T>;
+}
