@@ -24,6 +24,7 @@ def main():
     import resource
     import signal
     import struct
+    import threading
     import time
     import traceback
 
@@ -34,6 +35,8 @@ def main():
     _read, _write, _dup2, _open, _close = os.read, os.write, os.dup2, os.open, os.close
     _pread, _fstat, _unlink, _getpid, _chdir = os.pread, os.fstat, os.unlink, os.getpid, os.chdir
     _monotonic = time.monotonic
+    _get_ident, _enumerate_threads = threading.get_ident, threading.enumerate
+    main_thread = threading.get_ident()
     _print_exception = traceback.print_exception
     _base_exception = BaseException
 
@@ -113,10 +116,13 @@ def main():
     class CappedBytes(io.RawIOBase):
         """sys.stdout.buffer: bytes straight to the capture fd, dropped beyond the cap."""
 
-        def __init__(self, fd):
+        def __init__(self, fd, foreign=frozenset()):
             self._fd = fd
             self.left = cap
             self.dropped = False
+            # Threads left running by earlier calls (maybe of other sessions): their prints
+            # must not land in this call's output.
+            self._foreign = foreign
 
         def writable(self):
             return True
@@ -127,8 +133,8 @@ def main():
         def write(self, b):
             b = bytes(b)
             n = len(b)
-            if n == 0:
-                return 0
+            if n == 0 or (self._foreign and _get_ident() in self._foreign):
+                return n
             if self.left <= 0:
                 self.dropped = True
                 return n
@@ -151,8 +157,8 @@ def main():
     class CappedText(io.TextIOBase):
         """sys.stdout / sys.stderr: unbuffered, so order with C-level and subprocess output holds."""
 
-        def __init__(self, fd):
-            self._raw = CappedBytes(fd)
+        def __init__(self, fd, foreign=frozenset()):
+            self._raw = CappedBytes(fd, foreign)
 
         @property
         def buffer(self):
@@ -179,6 +185,8 @@ def main():
             if not isinstance(s, str):
                 raise TypeError("write() argument must be str, not %s" % type(s).__name__)
             raw = self._raw
+            if raw._foreign and _get_ident() in raw._foreign:
+                return len(s)
             if raw.left <= 0:
                 # Past the cap: do not even encode (a 1 GB print must cost next to nothing).
                 if s:
@@ -257,7 +265,8 @@ def main():
         out_fd, err_fd = captures.pop()
         _dup2(out_fd, 1)
         _dup2(err_fd, 2)
-        out_w, err_w = CappedText(1), CappedText(2)
+        foreign = frozenset(t.ident for t in _enumerate_threads() if t.ident != main_thread)
+        out_w, err_w = CappedText(1, foreign), CappedText(2, foreign)
         sys.stdout, sys.stderr, sys.stdin = out_w, err_w, stdin_null
         if cpu_seconds:
             try:

@@ -51,6 +51,15 @@ describe("python executor: hostile code", function () {
       expect(r.stdout).to.equal("py first\nfrom shell\nraw fd\nchild\npy last\n");
     });
 
+    it("threads left running by one session do not print into another session's output", async () => {
+      const solo = makeService({ poolSize: 1 });
+      const a = await solo.execute("import threading, time\ndef chatter():\n    while True:\n        print('A-leak')\n        time.sleep(0.005)\nthreading.Thread(target=chatter, daemon=True).start()\ntime.sleep(0.05)", { sessionId: "A" });
+      expect(a.stdout).to.contain("A-leak"); // its own call sees its thread's output
+      const b = await solo.execute("import time\ntime.sleep(0.1)\nprint('B only')", { sessionId: "B" });
+      expect(b.interpreter).to.equal(a.interpreter);
+      expect(b.stdout).to.equal("B only\n");
+    });
+
     it("reading stdin gets EOF at once instead of hanging", async () => {
       const r = await ex.execute("import sys\nprint(repr(sys.stdin.read()))\nprint(repr(open(0).read()))\ninput('prompt> ')");
       expect(r.stdout).to.contain("''\n''\n");
