@@ -17,7 +17,6 @@ export interface RunnerResult {
   truncated: boolean;
   memoryError: boolean;
   durationMs: number;
-  rssBytes: number | null;
 }
 
 export interface Captured {

@@ -230,15 +230,8 @@ def main():
             if pid == 0:
                 return
 
-    def rss_bytes():
-        try:
-            with open("/proc/self/statm", "rb") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except Exception:
-            return None
-
     sessions = {}
-    stdin_null = open(os.devnull, "r")
+    stdin_null = [open(os.devnull, "r")]
     # The next call's capture files, made after each reply (off the caller's critical path:
     # creating files costs more than the rest of a trivial call).
     captures = []
@@ -267,7 +260,9 @@ def main():
         _dup2(err_fd, 2)
         foreign = frozenset(t.ident for t in _enumerate_threads() if t.ident != main_thread)
         out_w, err_w = CappedText(1, foreign), CappedText(2, foreign)
-        sys.stdout, sys.stderr, sys.stdin = out_w, err_w, stdin_null
+        if stdin_null[0].closed:
+            stdin_null[0] = open(os.devnull, "r")
+        sys.stdout, sys.stderr, sys.stdin = out_w, err_w, stdin_null[0]
         if cpu_seconds:
             try:
                 ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -309,9 +304,9 @@ def main():
                 os._exit(0)
         duration_ms = (_monotonic() - t0) * 1000.0
 
-        for w in (sys.stdout, sys.stderr):
+        for name in ("stdout", "stderr"):
             try:
-                w.flush()
+                getattr(sys, name).flush()  # user code may have swapped or deleted them
             except _base_exception:
                 pass
         _dup2(devnull, 1)
@@ -338,7 +333,6 @@ def main():
             "truncated": out_trunc or err_trunc,
             "memoryError": memory_error,
             "durationMs": duration_ms,
-            "rssBytes": rss_bytes(),
         }
 
     prepare_captures()

@@ -60,6 +60,14 @@ describe("python executor: hostile code", function () {
       expect(b.stdout).to.equal("B only\n");
     });
 
+    it("code that closes or deletes sys.stdout/stdin breaks only itself", async () => {
+      const r = await ex.execute("import sys\nsys.stdin.close()\ndel sys.stdout\ndel sys.stderr", { sessionId: "wrecker" });
+      expect(r.success).to.equal(true);
+      expect(r.stateReset).to.equal(false);
+      const next = await ex.execute("import sys\nprint(sys.stdin.read() == '')", { sessionId: "wrecker" });
+      expect(next.stdout).to.equal("True\n");
+    });
+
     it("reading stdin gets EOF at once instead of hanging", async () => {
       const r = await ex.execute("import sys\nprint(repr(sys.stdin.read()))\nprint(repr(open(0).read()))\ninput('prompt> ')");
       expect(r.stdout).to.contain("''\n''\n");
