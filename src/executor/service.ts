@@ -7,8 +7,10 @@ import type { ExecutionResult } from "./result.ts";
  * shared by many environments. Register it in a namespace and every worker can use it:
  *
  *   await services.registerWithOptions("python_executor", PythonExecutorService,
- *     { maxConcurrency: 32 }, { poolSize: 32, timeoutMs: 10_000 });
+ *     { maxConcurrency: 256 }, { poolSize: 32, timeoutMs: 10_000 });
  *
+ * (the pool queues by itself, knowing which interpreter holds each session, so let the actor
+ * admit more calls than there are interpreters),
  * or use it directly, without any registry. Calls with the same `sessionId` share variables;
  * different sessions never see each other's. Interpreters start in the background; the first
  * calls wait for them (`ready()` waits explicitly).
