@@ -236,6 +236,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
       // Dying right after a good start, with no call running: treat as a crash loop.
       startFailed(slot, new Error(`interpreter ${describeExit(code, signal)} right after starting`));
     } else respawn(slot);
+    dispatch();
   }
 
   /** Forgets everything the slot's interpreter held; its queued calls go back to any interpreter. */
