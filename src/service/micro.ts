@@ -60,16 +60,19 @@ export function microStats(p: MicroParams) {
     version: p.version,
     metadata: p.metadata,
     started: p.startedAt,
-    endpoints: p.endpoints().map((e) => ({
-      name: microEndpointName(e.name),
-      subject: e.subject,
-      num_requests: e.requests,
-      num_errors: e.errors,
-      last_error: e.lastError,
-      processing_time: Math.round(e.processingTimeNs),
-      average_processing_time: e.requests > 0 ? Math.round(e.processingTimeNs / e.requests) : 0,
-      ...(e.data ? { data: e.data } : {}),
-    })),
+    endpoints: p.endpoints().map((e) => {
+      const total = Math.round(e.processingTimeNs);
+      return {
+        name: microEndpointName(e.name),
+        subject: e.subject,
+        num_requests: e.requests,
+        num_errors: e.errors,
+        last_error: e.lastError,
+        processing_time: total,
+        average_processing_time: e.requests > 0 ? Math.round(total / e.requests) : 0,
+        ...(e.data ? { data: e.data } : {}),
+      };
+    }),
   };
 }
 

@@ -1,0 +1,260 @@
+/**
+ * Service benchmark (issue 3), each figure with its baseline from the same run:
+ *   1. routing cost: calls through the service router vs direct calls to the same replica
+ *      process on its own subject (same codec and transport): calls/s, p50/p99, ratio.
+ *   2. routing policy: least-loaded (default) vs the NATS queue group, 2 replicas of 4 slots,
+ *      calls of mixed duration (90% 1 ms, 10% 25 ms) from 8 and 16 callers, rounds alternating:
+ *      throughput and p99; and when the calls held by a killed replica fail under each policy.
+ *   3. CPU-bound method (2 ms of hashing) with 1 vs 2 replicas: throughput ratio (2 cores).
+ *   4. replica SIGKILL -> crash detected, and -> first successful call on the restarted replica.
+ * Replicas are child processes (the embedded default), like agent-spawned ones minus the hop.
+ */
+import { unwrapReply } from "../src/actor/index.ts";
+import { startNatsServer } from "../src/connection/index.ts";
+import { getServices, type Services } from "../src/registry/index.ts";
+import type { ServiceProxy } from "../src/service/index.ts";
+import { subjectsFor } from "../src/subjects/index.ts";
+import { pipelined, printTable, ratio, round, summarize } from "./lib.ts";
+import { BenchCounter } from "./service-actor.ts";
+
+const SEQ = 3_000;
+const PIPE = 30_000;
+const IN_FLIGHT = 64;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await sleep(1);
+  }
+}
+
+/**
+ * One call of `a`, then one of `b`, and so on: both see the same machine. Load from other
+ * processes on 2 cores moves round-by-round figures by tens of percent; interleaving cancels it.
+ */
+async function alternatingSequential(n: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  for (let i = 0; i < 500; i++) await a(), await b();
+  const la: number[] = [];
+  const lb: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let t = performance.now();
+    await a();
+    la.push(performance.now() - t);
+    t = performance.now();
+    await b();
+    lb.push(performance.now() - t);
+  }
+  const fig = (l: number[]) => {
+    const s = summarize(l);
+    return { callsPerSec: Math.round(1000 / s.meanMs), ...s };
+  };
+  return { a: fig(la), b: fig(lb) };
+}
+
+/** Rounds of `perRound` calls with `inFlight` outstanding, alternating a and b; calls/s over all rounds. */
+async function alternatingPipelined(rounds: number, perRound: number, inFlight: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  const run = async (call: () => Promise<unknown>) => {
+    let started = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (started < perRound) {
+          started++;
+          await call();
+        }
+      }),
+    );
+    return performance.now() - t0;
+  };
+  await run(a);
+  await run(b);
+  let ta = 0;
+  let tb = 0;
+  for (let r = 0; r < rounds; r++) {
+    ta += await run(a);
+    tb += await run(b);
+  }
+  const rate = (ms: number) => ({ callsPerSec: Math.round((rounds * perRound) / (ms / 1000)), inFlight });
+  return { a: rate(ta), b: rate(tb) };
+}
+
+/** Mixed-duration calls from `lanes` concurrent callers: latencies. */
+async function mixed(svc: ServiceProxy<BenchCounter>, total: number, lanes: number) {
+  let started = 0;
+  const lat: number[] = [];
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      while (started < total) {
+        const i = started++;
+        const s = performance.now();
+        await svc.sleep(i % 10 === 9 ? 25 : 1);
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
+  return { lat };
+}
+
+/**
+ * 40 calls of 200 ms in flight over 2 replicas (4 at a time each) when one replica is
+ * SIGKILLed: how long until the calls it held have failed (the others finish normally).
+ */
+async function settleAfterKill(svc: ServiceProxy<BenchCounter>) {
+  let t0 = 0;
+  const failedAt: number[] = [];
+  const calls = Array.from({ length: 40 }, () => svc.sleep(200).then(() => true, () => void failedAt.push(performance.now() - t0)));
+  await sleep(50);
+  t0 = performance.now();
+  process.kill(svc.status().replicas[0]!.pids[0]!, "SIGKILL");
+  await Promise.all(calls);
+  return { failed: failedAt.length, of: calls.length, lastFailureMs: round(Math.max(0, ...failedAt), 1) };
+}
+
+export async function benchService(): Promise<Record<string, unknown>> {
+  const server = await startNatsServer();
+  const namespace = "bench_svc";
+  let services: Services | undefined;
+  try {
+    services = await getServices({ servers: server.url, namespace });
+    const { codec, transport } = services.connection;
+    const base = { services, placement: "local" as const };
+
+    // 1. Router vs direct calls to the same replica process.
+    const one = await BenchCounter.options({ ...base, meshName: "routing", maxConcurrency: IN_FLIGHT }).asService();
+    const subject = subjectsFor(namespace).replica(one.status().replicas[0]!.groupId, 0);
+    const direct = () => transport.request(subject, codec.encode(["incr", [1], 30_000]), 30_000).then((b) => unwrapReply(codec, b));
+    const routed = () => one.incr(1);
+    const { a: directSeq, b: routedSeq } = await alternatingSequential(SEQ, direct, routed);
+    const { a: directPipe, b: routedPipe } = await alternatingPipelined(10, PIPE / 10, IN_FLIGHT, direct, routed);
+    await one.shutdown();
+
+    // 2. Least-loaded vs queue group on mixed call durations, then a crash under each.
+    type PolicyRun = { callsPerSec: number; p50Ms: number; p99Ms: number };
+    const policy: Record<string, Record<string, PolicyRun> | { lastFailureMs: number; failed: number; of: number }> = {};
+    const two: Record<string, ServiceProxy<BenchCounter>> = {};
+    for (const routing of ["least-loaded", "queue-group"] as const) {
+      two[routing] = await BenchCounter.options({ ...base, meshName: `policy-${routing}`, numReplicas: 2, maxConcurrency: 4, routing, timeoutMs: 5_000 }).asService();
+      await mixed(two[routing]!, 200, 8); // warm-up
+    }
+    // 8 callers fill the 2 x 4 slots exactly; 16 oversubscribe them. Rounds alternate policies.
+    for (const lanes of [8, 16]) {
+      const acc: Record<string, { lat: number[]; ms: number; n: number }> = {};
+      for (let round = 0; round < 4; round++) {
+        for (const routing of ["least-loaded", "queue-group"]) {
+          const a = (acc[routing] ??= { lat: [], ms: 0, n: 0 });
+          const t0 = performance.now();
+          a.lat.push(...(await mixed(two[routing]!, 1_000, lanes)).lat);
+          a.ms += performance.now() - t0;
+          a.n += 1_000;
+        }
+      }
+      policy[`callers${lanes}`] = Object.fromEntries(
+        Object.entries(acc).map(([k, a]) => [k, { callsPerSec: Math.round(a.n / (a.ms / 1000)), ...summarize(a.lat) }]),
+      );
+    }
+    for (const routing of ["least-loaded", "queue-group"]) {
+      policy[`crash-${routing}`] = await settleAfterKill(two[routing]!);
+      await two[routing]!.shutdown();
+    }
+    const c8 = policy.callers8 as Record<string, PolicyRun>;
+    const c16 = policy.callers16 as Record<string, PolicyRun>;
+    const crashLL = policy["crash-least-loaded"] as { lastFailureMs: number; failed: number };
+    const crashQG = policy["crash-queue-group"] as { lastFailureMs: number; failed: number };
+
+    // 3. CPU-bound: 2 ms of hashing per call, 1 vs 2 replicas (one call at a time each).
+    const cpuSvc = [
+      await BenchCounter.options({ ...base, meshName: "cpu1", numReplicas: 1 }).asService(),
+      await BenchCounter.options({ ...base, meshName: "cpu2", numReplicas: 2 }).asService(),
+    ];
+    for (const s of cpuSvc) await pipelined(100, 8, () => s.hash(2));
+    const cpuMs = [0, 0];
+    for (let round = 0; round < 3; round++) {
+      for (const [i, s] of cpuSvc.entries()) {
+        const t0 = performance.now();
+        await pipelined(500, 8, () => s.hash(2));
+        cpuMs[i]! += performance.now() - t0;
+      }
+    }
+    for (const s of cpuSvc) await s.shutdown();
+    const cpu = { replicas1: Math.round(1_500 / (cpuMs[0]! / 1000)), replicas2: Math.round(1_500 / (cpuMs[1]! / 1000)) };
+
+    // 4. SIGKILL -> detected; -> first successful call served by the restarted replica.
+    const crashy = await BenchCounter.options({ ...base, meshName: "crash", maxRestarts: 10, stableMs: 0 }).asService();
+    const detect: number[] = [];
+    const recover: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await crashy.incr();
+      const t0 = performance.now();
+      process.kill(crashy.status().replicas[0]!.pids[0]!, "SIGKILL");
+      await until(() => crashy.status().replicas[0]!.state !== "healthy", 5_000);
+      detect.push(performance.now() - t0);
+      await crashy.incr(); // waits for the restart
+      recover.push(performance.now() - t0);
+    }
+    await crashy.shutdown();
+
+    const figures = {
+      routing: {
+        direct: { sequential: directSeq, pipelined: directPipe },
+        routed: { sequential: routedSeq, pipelined: routedPipe },
+        ratios: {
+          sequentialThroughput: ratio(routedSeq.callsPerSec, directSeq.callsPerSec),
+          pipelinedThroughput: ratio(routedPipe.callsPerSec, directPipe.callsPerSec),
+          p50Latency: ratio(routedSeq.p50Ms, directSeq.p50Ms),
+          p99Latency: ratio(routedSeq.p99Ms, directSeq.p99Ms),
+        },
+        target: "routing costs <= 10% (throughput ratio >= 0.9)",
+      },
+      policy: {
+        ...policy,
+        ratios: {
+          throughputLeastLoadedVsQueueGroup8: ratio(c8["least-loaded"]!.callsPerSec, c8["queue-group"]!.callsPerSec),
+          p99QueueGroupVsLeastLoaded8: ratio(c8["queue-group"]!.p99Ms, c8["least-loaded"]!.p99Ms),
+          throughputLeastLoadedVsQueueGroup16: ratio(c16["least-loaded"]!.callsPerSec, c16["queue-group"]!.callsPerSec),
+          p99QueueGroupVsLeastLoaded16: ratio(c16["queue-group"]!.p99Ms, c16["least-loaded"]!.p99Ms),
+        },
+      },
+      cpuBound: { ...cpu, ratio: ratio(cpu.replicas2, cpu.replicas1), target: ">= 1.7x on 2 cores" },
+      crash: { detectMs: summarize(detect), firstSuccessfulCallMs: summarize(recover), restartBackoffMs: 100, samples: detect.length },
+    };
+    printTable("service: routed calls vs direct calls to the same replica process", [
+      ["direct sequential calls/s", `${directSeq.callsPerSec}  p50 ${directSeq.p50Ms} ms  p99 ${directSeq.p99Ms} ms`],
+      ["routed sequential calls/s", `${routedSeq.callsPerSec}  p50 ${routedSeq.p50Ms} ms  p99 ${routedSeq.p99Ms} ms`],
+      [`direct pipelined calls/s (${IN_FLIGHT} in flight)`, directPipe.callsPerSec],
+      [`routed pipelined calls/s (${IN_FLIGHT} in flight)`, routedPipe.callsPerSec],
+      ["ratio sequential throughput (>= 0.9)", figures.routing.ratios.sequentialThroughput],
+      ["ratio pipelined throughput (>= 0.9)", figures.routing.ratios.pipelinedThroughput],
+      ["ratio p50 latency", figures.routing.ratios.p50Latency],
+    ]);
+    const fmt = (r: PolicyRun) => `${r.callsPerSec} calls/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms`;
+    printTable("service: least-loaded vs queue group (2 replicas x 4 slots, 90% 1 ms / 10% 25 ms calls)", [
+      ["8 callers, least-loaded", fmt(c8["least-loaded"]!)],
+      ["8 callers, queue group", fmt(c8["queue-group"]!)],
+      ["8 callers: throughput ratio, p99 ratio (qg/ll)", `${figures.policy.ratios.throughputLeastLoadedVsQueueGroup8}x, ${figures.policy.ratios.p99QueueGroupVsLeastLoaded8}x`],
+      ["16 callers, least-loaded", fmt(c16["least-loaded"]!)],
+      ["16 callers, queue group", fmt(c16["queue-group"]!)],
+      ["16 callers: throughput ratio, p99 ratio (qg/ll)", `${figures.policy.ratios.throughputLeastLoadedVsQueueGroup16}x, ${figures.policy.ratios.p99QueueGroupVsLeastLoaded16}x`],
+      ["replica killed: its calls failed after (least-loaded)", `${crashLL.lastFailureMs} ms (${crashLL.failed} calls, ReplicaCrashedError)`],
+      ["replica killed: its calls failed after (queue group)", `${crashQG.lastFailureMs} ms (${crashQG.failed} calls, at their 5 s deadline)`],
+    ]);
+    printTable("service: CPU-bound method (2 ms hashing), 1 vs 2 replicas", [
+      ["1 replica calls/s", cpu.replicas1],
+      ["2 replicas calls/s", cpu.replicas2],
+      ["ratio (>= 1.7 on 2 cores)", figures.cpuBound.ratio],
+    ]);
+    printTable("service: replica SIGKILL (restartBackoffMs 100)", [
+      ["crash detected, p50/max ms", `${figures.crash.detectMs.p50Ms} / ${round(Math.max(...detect), 1)}`],
+      ["first successful call on the restarted replica, p50/max ms", `${figures.crash.firstSuccessfulCallMs.p50Ms} / ${round(Math.max(...recover), 1)}`],
+    ]);
+    return figures;
+  } finally {
+    await services?.close();
+    await server.stop();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await benchService();
+}
