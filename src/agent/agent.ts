@@ -159,16 +159,26 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     await kv.put(subjects.hostKey(o.hostId), enc.encode(JSON.stringify(record()))).catch(() => {});
   };
 
-  // Replicas whose controller is gone would never be called or stopped again.
+  // Replicas whose controller is gone would never be called or stopped again. Gone means no
+  // responders for leaseTimeoutMs in a row: a controller reconnecting to NATS is not gone.
+  const unreachableSince = new Map<string, number>();
   const checkLeases = async () => {
     for (const [controllerId, procIds] of byController) {
       if (procIds.size === 0) {
         byController.delete(controllerId);
+        unreachableSince.delete(controllerId);
         continue;
       }
-      if ((await pingInstance(conn, subjects, controllerId, 2_000)) === "dead") {
+      if ((await pingInstance(conn, subjects, controllerId, 2_000)) !== "dead") {
+        unreachableSince.delete(controllerId);
+        continue;
+      }
+      const since = unreachableSince.get(controllerId) ?? Date.now();
+      unreachableSince.set(controllerId, since);
+      if (Date.now() - since >= o.leaseTimeoutMs) {
         await Promise.all([...procIds].map((id) => supervisor.stop(id, 0)));
         byController.delete(controllerId);
+        unreachableSince.delete(controllerId);
       }
     }
   };

@@ -19,6 +19,8 @@ export interface AgentOptions extends ConnectionOptions {
   heartbeatMs?: number;
   /** How often the agent checks that the controllers of its replicas are alive (orphans are stopped). */
   leaseCheckMs?: number;
+  /** How long a controller must stay unreachable before its replicas here are stopped (outlasts a reconnect). */
+  leaseTimeoutMs?: number;
   /** How long stop() lets replica processes exit after SIGTERM before SIGKILL. */
   stopGraceMs?: number;
   /** Where replica output goes (default: this process's stdout/stderr). */
@@ -32,6 +34,7 @@ export interface ResolvedAgentOptions {
   gpus: number;
   heartbeatMs: number;
   leaseCheckMs: number;
+  leaseTimeoutMs: number;
   stopGraceMs: number;
 }
 
@@ -48,7 +51,8 @@ export function resolveAgentOptions(o: AgentOptions): ResolvedAgentOptions {
     cpus: checkInt(where, "cpus", o.cpus ?? availableParallelism(), 0, "the number of replica processes this host takes"),
     gpus: checkInt(where, "gpus", o.gpus ?? 0, 0, "the number of GPUs this host offers (0 for none)"),
     heartbeatMs: checkInt(where, "heartbeatMs", o.heartbeatMs ?? 1_000, 50, "milliseconds between heartbeats"),
-    leaseCheckMs: checkInt(where, "leaseCheckMs", o.leaseCheckMs ?? 2_000, 50, "milliseconds between controller liveness checks"),
+    leaseCheckMs: checkInt(where, "leaseCheckMs", o.leaseCheckMs ?? 1_000, 50, "milliseconds between controller liveness checks"),
+    leaseTimeoutMs: checkInt(where, "leaseTimeoutMs", o.leaseTimeoutMs ?? 5_000, 0, "milliseconds a controller may be unreachable before its replicas are stopped"),
     stopGraceMs: checkInt(where, "stopGraceMs", o.stopGraceMs ?? 3_000, 0, "milliseconds before SIGKILL on stop"),
   };
   return r;

@@ -95,6 +95,10 @@ interface Replica {
   /** Set when a process of the incarnation being started exits before the replica is healthy. */
   startFailure: Map<string, string>;
   pinging: boolean;
+  /** Consecutive heartbeats that found a process gone (a reconnecting process misses one). */
+  missed: number;
+  /** A call found nobody on the replica's subject: no routing to it until a heartbeat decides. */
+  suspect: boolean;
 }
 
 const REPLICA_REF = Symbol.for("actorbus.replicaRef");
@@ -181,6 +185,8 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     hosts: [],
     startFailure: new Map<string, string>(),
     pinging: false,
+    missed: 0,
+    suspect: false,
   }));
   const procOwner = new Map<string, Replica>();
   const methodStats = new Map<string, { requests: number; errors: number; lastError: string; ns: number }>();
@@ -231,6 +237,8 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const replicaFailed = (r: Replica, generation: number, reason: string) => {
     if (r.generation !== generation || r.state !== "healthy") return;
     r.generation++;
+    r.suspect = false;
+    r.missed = 0;
     r.state = "recovering";
     r.lastError = reason;
     r.sessions = 0; // their state died with the process: sessions learn it on their next call
@@ -342,20 +350,32 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   };
 
   // The backstop to exit events: a process that left NATS (its agent died with it, or the event
-  // was lost) shows up as no-responders on its instance subject.
+  // was lost) shows up as no-responders on its instance subject. Two misses in a row make a
+  // death, so a process reconnecting to NATS is not killed for one unlucky ping.
+  const probe = (r: Replica) => {
+    if (r.state !== "healthy" || r.pinging) return;
+    r.pinging = true;
+    const gen = r.generation;
+    const procs = r.procs;
+    Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
+      .then((states) => {
+        if (r.generation !== gen) return;
+        const dead = states.findIndex((st) => st === "dead");
+        if (dead < 0) {
+          r.missed = 0;
+          if (r.suspect) {
+            r.suspect = false;
+            notifyChange();
+          }
+          return;
+        }
+        if (++r.missed >= 2) replicaFailed(r, gen, `process ${procs[dead]!.pid} on ${procs[dead]!.hostId} stopped answering heartbeats`);
+        else if (r.suspect) setTimeout(() => probe(r), 250).unref();
+      })
+      .finally(() => (r.pinging = false));
+  };
   const heartbeat = () => {
-    for (const r of replicas) {
-      if (r.state !== "healthy" || r.pinging) continue;
-      r.pinging = true;
-      const gen = r.generation;
-      const procs = r.procs;
-      Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
-        .then((states) => {
-          const dead = states.findIndex((s) => s === "dead");
-          if (dead >= 0) replicaFailed(r, gen, `process ${procs[dead]!.pid} on ${procs[dead]!.hostId} stopped answering heartbeats`);
-        })
-        .finally(() => (r.pinging = false));
-    }
+    for (const r of replicas) probe(r);
   };
 
   // --- routing ----------------------------------------------------------------------------
@@ -396,7 +416,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     let best: Replica | undefined;
     for (let i = 0; i < n; i++) {
       const r = replicas[(start + i) % n]!;
-      if (r.state !== "healthy" || r.outstanding >= capacity) continue;
+      if (r.state !== "healthy" || r.suspect || r.outstanding >= capacity) continue;
       if (!best || r.outstanding < best.outstanding || (bySessions && r.outstanding === best.outstanding && r.sessions < best.sessions)) best = r;
     }
     return best;
@@ -430,10 +450,13 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   };
 
   const onUnavailable = (r: Replica, gen: number, err: ServiceUnavailableError): Error => {
-    // No responders on a replica's own subject: its process is gone. Faster than any event.
-    const reason = `process stopped listening on ${(err.details.subject as string) ?? "its subject"}`;
-    replicaFailed(r, gen, reason);
-    return crashError(r, reason);
+    // No responders on a replica's own subject: its process is gone (the exit event is on its
+    // way) or reconnecting to NATS. Route around it until a heartbeat tells which.
+    if (r.generation === gen && r.state === "healthy" && !r.suspect) {
+      r.suspect = true;
+      probe(r);
+    }
+    return crashError(r, `nobody listens on ${(err.details.subject as string) ?? "its subject"}: process gone or disconnected`);
   };
 
   const sendTo = (r: Replica, method: string, args: unknown[], deadline: number, allRanks: boolean): Promise<unknown> => {
@@ -475,8 +498,11 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   /** After a crash of the replica that had the call: another attempt, or the caller's error. */
   const afterFailure = (err: unknown, r: Replica, method: string, args: unknown[], opts: CallOptions | undefined, t0: number, deadline: number, retries: number): Promise<unknown> => {
     if (err instanceof ReplicaCrashedError && state === "running") {
-      if (opts?.session && !opts.session.rebind) err = sessionLost(opts.session, r);
-      else if (retries < o.maxTaskRetries) return attempt(method, args, opts, t0, deadline, retries + 1);
+      const s = opts?.session;
+      if (s && !s.rebind) {
+        // The session's state is gone only if its replica really died (not merely unreachable).
+        if (s.replica === r && (r.generation !== s.generation || r.state !== "healthy")) err = sessionLost(s, r);
+      } else if (retries < o.maxTaskRetries) return attempt(method, args, opts, t0, deadline, retries + 1);
     }
     recordMethod(method, t0, err);
     return Promise.reject(err);

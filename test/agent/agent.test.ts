@@ -79,7 +79,7 @@ describe("agents: placement, GPUs, leases (in-process agents)", function () {
   const ns = uniqueNamespace("agp");
   const agents: Agent[] = [];
   let services: Services;
-  const agent = async (hostId: string, o: { cpus?: number; gpus?: number; leaseCheckMs?: number } = {}) => {
+  const agent = async (hostId: string, o: { cpus?: number; gpus?: number; leaseCheckMs?: number; leaseTimeoutMs?: number } = {}) => {
     const a = await startAgent({ servers: testUrl(), namespace: ns, hostId, output: quiet, ...o });
     agents.push(a);
     return a;
@@ -182,7 +182,7 @@ describe("agents: placement, GPUs, leases (in-process agents)", function () {
   });
 
   it("stops the replicas of a controller process that died (lease)", async () => {
-    const a = await agent("lease", { leaseCheckMs: 200 });
+    const a = await agent("lease", { leaseCheckMs: 100, leaseTimeoutMs: 300 });
     const script = fileURLToPath(new URL("../fixtures/replicas/controller.ts", import.meta.url));
     const child = spawn(process.execPath, ["--import", "tsx", script, testUrl(), ns], { stdio: ["ignore", "pipe", "inherit"] });
     try {
