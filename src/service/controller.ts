@@ -1,7 +1,6 @@
-import { nuid } from "@nats-io/nats-core";
-import { createStatsRecorder, declaredMethods, encodeOk, unwrapReply, type StatsRecorder } from "../actor/index.ts";
-import { defaultHostId, procConnectionFor, type ProcExitEvent, type ProcInfo, type ProcSpec } from "../agent/index.ts";
-import type { Codec } from "../codec/index.ts";
+import { nuid } from "@nats-io/transport-node";
+import { declaredMethods, encodeOk, unwrapReply } from "../actor/index.ts";
+import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
 import type { Inbound, Subscription } from "../connection/index.ts";
 import {
   ActorBusError,
@@ -9,20 +8,21 @@ import {
   ClosedError,
   InvalidOptionsError,
   OverloadedError,
-  PlacementError,
   ReplicaCrashedError,
   ServiceExistsError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
-import { getServices, pingInstance, RECORD_KIND, type Services } from "../registry/index.ts";
+import { getServices, pingInstance, type Services } from "../registry/index.ts";
 import { subjectsFor } from "../subjects/index.ts";
 import { SessionLostError } from "./errors.ts";
-import { createAgentLauncher, createLocalLauncher, type Launcher } from "./launchers.ts";
+import { forwarderClass } from "./forwarder.ts";
+import { chooseLauncher } from "./launchers.ts";
 import { serveMicro, type MicroEndpointStats, type MicroResponder } from "./micro.ts";
 import type { ModuleRef } from "./module-ref.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
-import { placeReplica, placeService, type ReplicaPlacement } from "./placement.ts";
-import type { LaunchContext, ReplicaRef, ReplicaReport, ReplicaStateName, ServiceReport } from "./types.ts";
+import { placeReplica, type ReplicaPlacement } from "./placement.ts";
+import { createReplica, errText, RoutedCall, type Replica } from "./replica-state.ts";
+import type { LaunchContext, ReplicaRef, ReplicaReport, ServiceReport } from "./types.ts";
 
 /** The statics of an Actor class the controller uses (the hooks may be overridden). */
 export interface LaunchableClass {
@@ -71,43 +71,12 @@ export interface ServiceController {
   shutdown(): Promise<void>;
 }
 
-interface Inflight {
-  fail(err: Error): void;
-}
-
-interface Replica {
-  index: number;
-  state: ReplicaStateName;
-  /** Bumped when an incarnation dies: stale exit events and sessions compare against it. */
-  generation: number;
-  groupId: string;
-  procs: ProcInfo[];
-  subjects: string[];
-  outstanding: number;
-  inflight: Set<Inflight>;
-  restarts: number;
-  totalRestarts: number;
-  sessions: number;
-  stats: StatsRecorder;
-  healthySince: number;
-  lastError: string;
-  hosts: string[];
-  /** Set when a process of the incarnation being started exits before the replica is healthy. */
-  startFailure: Map<string, string>;
-  pinging: boolean;
-  /** Consecutive heartbeats that found a process gone (a reconnecting process misses one). */
-  missed: number;
-  /** A call found nobody on the replica's subject: no routing to it until a heartbeat decides. */
-  suspect: boolean;
-}
-
 const REPLICA_REF = Symbol.for("actorbus.replicaRef");
 
 export function isReplicaRef(v: unknown): v is ReplicaRef {
   return typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[REPLICA_REF] === true;
 }
 
-const errText = (err: unknown) => `${(err as Error)?.name ?? "Error"}: ${(err as Error)?.message ?? String(err)}`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export async function launchService(p: ControllerParams): Promise<ServiceController> {
@@ -135,59 +104,13 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const methods = declaredMethods(p.base);
 
   // Where the replicas go: agents when there are any (or required), else this machine.
-  let launcher: Launcher;
-  const onExitEvent = (ev: ProcExitEvent) => onProcExit(ev);
-  const agentLauncher = createAgentLauncher(conn, subjects, controlTimeoutMs);
-  let plan: ReplicaPlacement[];
   const req = { procs: o.procs, hosts: o.hosts, withGpus: o.withGpus };
-  const agentHosts = o.placement === "local" ? [] : await agentLauncher.capacity();
-  if (agentHosts.length > 0) {
-    launcher = agentLauncher;
-    plan = placeService(agentHosts, req, o.numReplicas);
-  } else if (o.placement === "agents") {
-    throw new PlacementError(`${cls.name}: placement "agents" but no agent is running in namespace "${services.namespace}"; start one with \`actorbus agent --namespace ${services.namespace}\``);
-  } else {
-    const hostId = defaultHostId();
-    if (o.withGpus) {
-      throw new PlacementError(
-        `cannot place ${name}: withGpus needs GPUs from an agent, and no agent is running in namespace "${services.namespace}"; start one with \`actorbus agent --namespace ${services.namespace} --gpus N\``,
-        { details: { withGpus: true, agents: 0 } },
-      );
-    }
-    if (o.hosts !== null && o.hosts > 1) {
-      throw new PlacementError(
-        `cannot place ${name}: hosts ${o.hosts} needs agents on ${o.hosts} hosts, and no agent is running in namespace "${services.namespace}" (without agents replicas run on this machine only)`,
-        { details: { hosts: o.hosts, agents: 0 } },
-      );
-    }
-    plan = placeService([{ hostId, freeCpus: Infinity, freeGpus: 0 }], req, o.numReplicas);
-    launcher = createLocalLauncher(hostId, procConnectionFor(conn, { servers: o.servers }), onExitEvent);
-  }
+  const { launcher, plan } = await chooseLauncher({ conn, subjects, options: o, service: name, controlTimeoutMs, onExit: (ev) => onProcExit(ev) });
 
   let state: "running" | "stopping" | "stopped" = "running";
   let controllerId = "";
   const startedAt = new Date().toISOString();
-  const replicas: Replica[] = Array.from({ length: o.numReplicas }, (_, index) => ({
-    index,
-    state: "starting" as ReplicaStateName,
-    generation: 0,
-    groupId: "",
-    procs: [],
-    subjects: [],
-    outstanding: 0,
-    inflight: new Set<Inflight>(),
-    restarts: 0,
-    totalRestarts: 0,
-    sessions: 0,
-    stats: createStatsRecorder(),
-    healthySince: 0,
-    lastError: "",
-    hosts: [],
-    startFailure: new Map<string, string>(),
-    pinging: false,
-    missed: 0,
-    suspect: false,
-  }));
+  const replicas: Replica[] = Array.from({ length: o.numReplicas }, (_, index) => createReplica(index));
   const procOwner = new Map<string, Replica>();
   const methodStats = new Map<string, { requests: number; errors: number; lastError: string; ns: number }>();
   let rr = 0;
@@ -381,7 +304,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   // --- routing ----------------------------------------------------------------------------
 
   const overloaded = () => {
-    const busy = replicas.filter((r) => r.state === "healthy").map((r) => r.outstanding);
+    const busy = replicas.filter((r) => r.state === "healthy" && !r.suspect).map((r) => r.outstanding);
     return new OverloadedError(
       `every replica of "${name}" is saturated (${busy.join(", ")} outstanding; maxConcurrency ${o.maxConcurrency} + maxPending ${o.maxPending} each); retry with backoff or add replicas`,
       { details: { service: name, outstanding: busy, capacity } },
@@ -397,8 +320,9 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       if (state !== "running") throw closedError();
       const r = choose();
       if (r) return r;
-      if (replicas.some((x) => x.state === "healthy")) throw overloaded();
-      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering")) throw unavailable();
+      if (replicas.some((x) => x.state === "healthy" && !x.suspect)) throw overloaded();
+      // Worth waiting for: replicas (re)starting, or reachable again after a NATS reconnect.
+      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering" || (x.state === "healthy" && x.suspect))) throw unavailable();
       if (waiting >= o.numReplicas * Math.max(1, capacity)) throw overloaded();
       waiting++;
       try {
@@ -751,94 +675,4 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     throw new ActorBusError(`replica ${failed} of "${name}" failed to start: ${String(err)}`);
   }
   return controller;
-}
-
-/**
- * The registry's view of the service: an object with the class's methods that relays each call
- * to the router, registered through the ordinary register path with record kind "service".
- * Its disposal (a registry reset or remove from any worker) shuts the service down.
- */
-function forwarderClass(className: string, methods: string[], route: (method: string, args: unknown[]) => Promise<unknown>, onDispose: () => Promise<void> | undefined) {
-  const Forwarder = class {};
-  Object.defineProperty(Forwarder, "name", { value: className });
-  for (const m of methods) {
-    Object.defineProperty(Forwarder.prototype, m, {
-      value: (...args: unknown[]) => route(m, args),
-      writable: true,
-      configurable: true,
-    });
-  }
-  Object.defineProperty(Forwarder.prototype, Symbol.asyncDispose, {
-    // Not awaited when the service itself is shutting down: that shutdown is what disposes us.
-    value: async () => void (await onDispose()),
-  });
-  (Forwarder as unknown as Record<symbol, unknown>)[RECORD_KIND] = "service";
-  return Forwarder;
-}
-
-/**
- * One call in flight to one replica. A class rather than closures: the call path allocates one
- * object per call instead of half a dozen functions (and their names, under tsx).
- */
-class RoutedCall implements Inflight {
-  private done = false;
-  private readonly t0 = performance.now();
-  private readonly gen: number;
-
-  constructor(
-    private readonly r: Replica,
-    private readonly codec: Codec,
-    private readonly allRanks: boolean,
-    private readonly resolve: (v: unknown) => void,
-    private readonly reject: (e: unknown) => void,
-    private readonly onUnavailable: (r: Replica, gen: number, err: ServiceUnavailableError) => Error,
-  ) {
-    this.gen = r.generation;
-    r.outstanding++;
-    r.inflight.add(this);
-  }
-
-  private settle(err: unknown, value?: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    const r = this.r;
-    r.inflight.delete(this);
-    r.outstanding--;
-    const ms = performance.now() - this.t0;
-    if (err !== undefined) {
-      r.stats.record(ms, true, errText(err));
-      this.reject(err);
-    } else {
-      r.stats.record(ms, false);
-      this.resolve(value);
-    }
-  }
-
-  fail(err: Error): void {
-    this.settle(err);
-  }
-
-  reply(bytes: Uint8Array): void {
-    let v: unknown;
-    try {
-      v = unwrapReply<unknown>(this.codec, bytes);
-    } catch (e) {
-      return this.settle(e);
-    }
-    this.settle(undefined, this.allRanks ? [v] : v);
-  }
-
-  replies(all: Uint8Array[]): void {
-    const vs: unknown[] = [];
-    try {
-      for (const b of all) vs.push(unwrapReply<unknown>(this.codec, b));
-    } catch (e) {
-      return this.settle(e);
-    }
-    this.settle(undefined, this.allRanks ? vs : vs[0]);
-  }
-
-  error(err: unknown): void {
-    this.settle(err instanceof ServiceUnavailableError ? this.onUnavailable(this.r, this.gen, err) : err);
-  }
 }

@@ -1,11 +1,12 @@
 import { unwrapReply } from "../actor/index.ts";
-import { createSupervisor, type ProcConnection, type ProcExitEvent, type ProcInfo, type ProcSpec, type HostRecord, type Supervisor } from "../agent/index.ts";
+import { createSupervisor, defaultHostId, procConnectionFor, type ProcConnection, type ProcExitEvent, type ProcInfo, type ProcSpec, type HostRecord, type Supervisor } from "../agent/index.ts";
 import type { BusConnection } from "../connection/index.ts";
-import { ServiceUnavailableError } from "../errors/index.ts";
+import { PlacementError, ServiceUnavailableError } from "../errors/index.ts";
 import { openKvStore } from "../registry/kv-store.ts";
 import { decodeRecord } from "../registry/records.ts";
 import type { Subjects } from "../subjects/index.ts";
-import type { HostCapacity } from "./placement.ts";
+import type { ResolvedServiceOptions } from "./options.ts";
+import { placeService, type HostCapacity, type ReplicaPlacement } from "./placement.ts";
 
 /**
  * Starts and stops replica processes for one service controller: through host agents, or as
@@ -99,5 +100,51 @@ export function createAgentLauncher(conn: BusConnection, subjects: Subjects, con
       await Promise.all([...placed].map(([hostId, ids]) => (ids.size ? this.stop(hostId, [...ids], graceMs) : undefined)));
       placed.clear();
     },
+  };
+}
+
+export interface LauncherChoice {
+  launcher: Launcher;
+  /** Where each replica goes first (placement fails here, before anything starts). */
+  plan: ReplicaPlacement[];
+}
+
+/**
+ * Agents when any runs in the namespace (or placement "agents" requires them), else child
+ * processes of this one; and the placement of every replica against what they offer.
+ */
+export async function chooseLauncher(p: {
+  conn: BusConnection;
+  subjects: Subjects;
+  options: ResolvedServiceOptions;
+  service: string;
+  controlTimeoutMs: number;
+  onExit: ExitHandler;
+}): Promise<LauncherChoice> {
+  const { options: o, subjects } = p;
+  const ns = subjects.namespace;
+  const req = { procs: o.procs, hosts: o.hosts, withGpus: o.withGpus };
+  const agents = createAgentLauncher(p.conn, subjects, p.controlTimeoutMs);
+  const offered = o.placement === "local" ? [] : await agents.capacity();
+  if (offered.length > 0) return { launcher: agents, plan: placeService(offered, req, o.numReplicas) };
+  if (o.placement === "agents") {
+    throw new PlacementError(`cannot place ${p.service}: placement "agents" but no agent is running in namespace "${ns}"; start one with \`actorbus agent --namespace ${ns}\``, { details: { agents: 0 } });
+  }
+  if (o.withGpus) {
+    throw new PlacementError(
+      `cannot place ${p.service}: withGpus needs GPUs from an agent, and no agent is running in namespace "${ns}"; start one with \`actorbus agent --namespace ${ns} --gpus N\``,
+      { details: { withGpus: true, agents: 0 } },
+    );
+  }
+  if (o.hosts !== null && o.hosts > 1) {
+    throw new PlacementError(
+      `cannot place ${p.service}: hosts ${o.hosts} needs agents on ${o.hosts} hosts, and no agent is running in namespace "${ns}" (without agents, replicas run on this machine only)`,
+      { details: { hosts: o.hosts, agents: 0 } },
+    );
+  }
+  const hostId = defaultHostId();
+  return {
+    launcher: createLocalLauncher(hostId, procConnectionFor(p.conn, { servers: o.servers }), p.onExit),
+    plan: placeService([{ hostId, freeCpus: Infinity, freeGpus: 0 }], req, o.numReplicas),
   };
 }

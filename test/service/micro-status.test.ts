@@ -1,4 +1,4 @@
-import { createInbox } from "@nats-io/nats-core";
+import { createInbox } from "@nats-io/transport-node";
 import { expect } from "chai";
 import { statusCommand } from "../../src/cli/status.ts";
 import { getServices, type Services } from "../../src/registry/index.ts";
