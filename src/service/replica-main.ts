@@ -49,7 +49,17 @@ async function loadClass(moduleUrl: string, exportName: string): Promise<unknown
 
 async function serve(msg: StartMessage): Promise<void> {
   const { spec, connection } = msg;
-  conn = await connectBus({ servers: connection.servers, credsFile: connection.credsFile, name: `actorbus-replica-${spec.label}`, devServer: "never" });
+  // Secrets never travel in the spec: user/password/token come from the environment the
+  // spawner (agent or caller) was started with, as for the CLI.
+  const env = process.env;
+  conn = await connectBus({
+    servers: connection.servers,
+    credsFile: connection.credsFile ?? env.NATS_CREDS,
+    ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}),
+    ...(env.NATS_TOKEN ? { token: env.NATS_TOKEN } : {}),
+    name: `actorbus-replica-${spec.label}`,
+    devServer: "never",
+  });
   const cls = await loadClass(spec.moduleUrl, spec.exportName);
   const instance = await instantiate(cls, spec.args);
   // ForgeActor's convention: the constructor takes data, an async setup() does heavy work, and
