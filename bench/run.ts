@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark in one run, each measuring its own baseline in the same
  * process run; all figures go to bench/results.json. `npm run bench -- core` runs one section.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 type Bench = () => Promise<Record<string, unknown>>;
@@ -15,7 +15,11 @@ const sections: [name: string, file: string, exportName: string][] = [
 ];
 
 const only = process.argv.slice(2);
+const out = fileURLToPath(new URL("./results.json", import.meta.url));
+// Running one section keeps the other sections' last figures.
+const previous = only.length && existsSync(out) ? (JSON.parse(readFileSync(out, "utf8")) as Record<string, unknown>) : {};
 const results: Record<string, unknown> = {
+  ...previous,
   machine: { node: process.version, cpus: (await import("node:os")).cpus().length, date: new Date().toISOString() },
 };
 let failed = false;
@@ -31,7 +35,6 @@ for (const [name, file, exportName] of sections) {
     results[name] = { error: String((err as Error)?.stack ?? err) };
   }
 }
-const out = fileURLToPath(new URL("./results.json", import.meta.url));
 writeFileSync(out, JSON.stringify(results, null, 2) + "\n");
 console.log(`\nfigures written to ${out}`);
 process.exit(failed ? 1 : 0);

@@ -48,3 +48,18 @@ export {
   PlacementError,
 } from "./errors/index.ts";
 export type { WireError } from "./errors/index.ts";
+
+// Services: ForgeActor-style actors with replicas across hosts
+export { Actor, SessionLostError, sessionInfo, collectStatus, formatStatus, liveAgents } from "./service/index.ts";
+export type { ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
+export { startAgent } from "./agent/index.ts";
+export type { Agent, AgentOptions, HostRecord } from "./agent/index.ts";
+
+// Python executor (TorchRL's PythonExecutorService / PythonInterpreter)
+export { PythonExecutorService, PythonInterpreter, InterpreterStartError, extractPythonBlocks } from "./executor/index.ts";
+export type { PythonExecutorOptions, SandboxOptions, ExecuteOptions, ExecutionResult, ExecutorStats, InterpreterStats, SandboxInfo, PythonInterpreterOptions, RunResult } from "./executor/index.ts";
+
+// Batched inference (TorchRL's InferenceServer / InferenceTransport)
+export { InferenceServer, InProcessTransport, NatsTransport, InferenceEndpoint, registerInference, inferenceClient, stack, unstack } from "./inference/index.ts";
+export type { InferenceTransport, InferenceClient, Drained, SubmitOptions, InferenceServerOptions, InferenceModel, ShutdownOptions, InferenceServerStats, NatsTransportOptions, InProcessTransportOptions, InferenceEndpointInfo, RegistryInferenceClient, InferenceClientOptions, TypedArray, Tensor, TensorValue, TensorRecord, TensorBatch, TensorBatchLike } from "./inference/index.ts";
+export { InferenceShutdownError, InferenceServerLostError, ResultCountError, TensorRecordError, InferenceServerStateError } from "./inference/index.ts";

@@ -1,13 +1,15 @@
 /**
  * The remotely callable methods of an instance: functions on it or its prototype chain below
- * Object.prototype, except the constructor and names starting with "_" (private by convention).
+ * Object.prototype, except the constructor, names starting with "_" (private by convention) and
+ * the lifecycle method close(): the host calls it when the actor stops, and one remote caller
+ * must not be able to close a shared service (a Python pool) for everyone.
  * Computed once per instance, so a call never reaches toString, __proto__ and the like.
  */
 export function callableMethods(instance: object): Set<string> {
   const names = new Set<string>();
   for (let o: object | null = instance; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const name of Object.getOwnPropertyNames(o)) {
-      if (name === "constructor" || name.startsWith("_")) continue;
+      if (name === "constructor" || name === "close" || name.startsWith("_")) continue;
       const d = Object.getOwnPropertyDescriptor(o, name);
       if (d && typeof d.value === "function") names.add(name);
     }

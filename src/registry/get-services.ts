@@ -23,6 +23,11 @@ export interface GetServicesOptions extends ConnectionOptions {
   timeoutMs?: number;
   /** Deadline of liveness pings and stop requests. */
   controlTimeoutMs?: number;
+  /**
+   * How long a registered service must stay unreachable before get/has/list/register treat its
+   * entry as stale and remove it (longer than a client reconnect; default 1500).
+   */
+  staleAfterMs?: number;
   /** JetStream replicas of the registry bucket; "auto" (default): 3 on a cluster, else 1. */
   registryReplicas?: number | "auto";
   /** This process's identity as a host (shown by `actorbus ls`); default: the hostname. */
@@ -46,6 +51,7 @@ export async function getServices(options: GetServicesOptions = {}): Promise<Ser
   const subjects = subjectsFor(options.namespace ?? "default");
   const timeoutMs = checkInt("getServices", "timeoutMs", options.timeoutMs ?? 30_000, 1, "deadlines are in milliseconds");
   const controlTimeoutMs = checkInt("getServices", "controlTimeoutMs", options.controlTimeoutMs ?? 2_000, 1, "deadlines are in milliseconds");
+  const staleAfterMs = checkInt("getServices", "staleAfterMs", options.staleAfterMs ?? 1_500, 0, "milliseconds; keep it above the reconnect time");
   const hostId = validateName("host id", options.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host"));
   if (options.registryReplicas !== undefined && options.registryReplicas !== "auto") {
     checkInt("getServices", "registryReplicas", options.registryReplicas, 1, 'use 1, 3 or 5, or "auto"');
@@ -73,5 +79,5 @@ export async function getServices(options: GetServicesOptions = {}): Promise<Ser
       throw err;
     }
   }
-  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs });
+  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs, staleAfterMs });
 }

@@ -1,7 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError, StorageType } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ActorBusError, PermissionError } from "../errors/index.ts";
+import { ActorBusError, PermissionError, ServiceUnavailableError } from "../errors/index.ts";
 import type { RegistryStore, StoreChange, StoreWatch } from "./store.ts";
 
 export interface KvStoreOptions {
@@ -21,6 +21,10 @@ function explain(err: unknown, bucket: string): unknown {
   }
   if (/jetstream not enabled|503|no responders/i.test(m)) {
     return new ActorBusError(`the NATS server has no JetStream (the registry needs it): start it with -js, or use nats.conf from the actorbus checkout`, { cause: err });
+  }
+  if ((err as Error)?.name === "TimeoutError") {
+    // Typically a JetStream leader election after a node loss: retry shortly.
+    return new ServiceUnavailableError(`the registry bucket ${bucket} did not answer in time (JetStream busy or electing a leader); retry`, { cause: err });
   }
   return err;
 }

@@ -1,4 +1,4 @@
-import { nuid } from "@nats-io/nats-core";
+import { nuid } from "@nats-io/transport-node";
 import {
   createActorHost,
   createHandle,
@@ -39,6 +39,8 @@ export interface RegistryParams {
   hostId: string;
   /** Deadline for liveness pings and stop requests. */
   controlTimeoutMs: number;
+  /** How long a service must stay silent before its registry entry is taken for stale. */
+  staleAfterMs: number;
 }
 
 interface Hosted {
@@ -70,16 +72,27 @@ export function createRegistry(p: RegistryParams): Services {
     return (await store.keys(subjects.instanceKeyFilter(name))).map((k) => k.slice(prefix.length));
   };
 
-  /**
-   * A service is alive while its owner or any registered instance answers. Dead instances'
-   * keys are removed on the way, so the registry heals itself as it is read.
-   */
-  const isAlive = async (name: string, record: ServiceRecord): Promise<boolean> => {
-    if ((await pingInstance(conn, subjects, record.owner.instanceId, p.controlTimeoutMs)) !== "dead") return true;
+  /** One round of pings: the owner first, then every other registered instance. */
+  const anyInstanceAnswers = async (name: string, record: ServiceRecord): Promise<{ alive: boolean; deadIds: string[] }> => {
+    if ((await pingInstance(conn, subjects, record.owner.instanceId, p.controlTimeoutMs)) !== "dead") return { alive: true, deadIds: [] };
     const ids = (await instanceIds(name)).filter((id) => id !== record.owner.instanceId);
     const states = await Promise.all(ids.map((id) => pingInstance(conn, subjects, id, p.controlTimeoutMs)));
-    await Promise.all(ids.map((id, i) => (states[i] === "dead" ? store.delete(subjects.instanceKey(name, id)) : undefined)));
-    return states.some((s) => s !== "dead");
+    return { alive: states.some((s) => s !== "dead"), deadIds: ids.filter((_, i) => states[i] === "dead") };
+  };
+
+  /**
+   * A service is alive while its owner or any registered instance answers. Silence is only
+   * believed when it lasts longer than a reconnect: right after a server restart or failover,
+   * whoever reconnects first finds everyone else "gone". Dead instances' keys are removed on the
+   * way, so the registry heals itself as it is read.
+   */
+  const isAlive = async (name: string, record: ServiceRecord): Promise<boolean> => {
+    if ((await anyInstanceAnswers(name, record)).alive) return true;
+    await new Promise((r) => setTimeout(r, p.staleAfterMs));
+    const second = await anyInstanceAnswers(name, record);
+    if (second.alive) return true;
+    await Promise.all(second.deadIds.map((id) => store.delete(subjects.instanceKey(name, id))));
+    return false;
   };
 
   /** The record if the service is alive; a dead one is deleted (only if unchanged since read). */
@@ -109,9 +122,10 @@ export function createRegistry(p: RegistryParams): Services {
       subjects,
       name,
       timeoutMs,
+      // Only reads the registry: a call must fail by its deadline, not wait out a liveness check.
       explainUnavailable: async (err: ServiceUnavailableError): Promise<ActorBusError> => {
-        const record = await liveRecord(name).catch(() => undefined);
-        return record ? err : await notFound(name);
+        const found = await readRecord(name).catch(() => undefined);
+        return found ? err : await notFound(name);
       },
     });
 

@@ -1,0 +1,156 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { getServices, startNatsServer } from "../../src/index.ts";
+import { startNatsCluster } from "./cluster.ts";
+import { uniqueNamespace, until } from "./nats.ts";
+
+/**
+ * Fault scenarios under steady load, shared by the tests (which assert on the counts) and by
+ * `npm run bench -- faults` (which prints them). Hosts and clients are separate OS processes.
+ */
+export interface ScenarioReport {
+  scenario: string;
+  attempted: number;
+  succeeded: number;
+  failedTyped: number;
+  failedUntyped: number;
+  hung: number;
+  retries: number;
+  reconnects: number;
+  successRate: number;
+  errors: Record<string, number>;
+  registryBefore: string[];
+  registryAfter: string[];
+  /** From the server being back to the first successful call made afterwards. */
+  recoveryMs: number;
+}
+
+const WORKER = fileURLToPath(new URL("../fixtures/worker.ts", import.meta.url));
+const CLIENT = fileURLToPath(new URL("../fixtures/load-client.ts", import.meta.url));
+
+interface Proc {
+  child: ChildProcess;
+  line(): Promise<string>;
+  close(): Promise<void>;
+}
+
+function run(script: string, args: string[]): Proc {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  const rl = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    child,
+    line: async () => {
+      const r = await rl.next();
+      if (r.done) throw new Error(`${script} exited without output`);
+      return r.value;
+    },
+    async close() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.stdin!.end();
+      const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+// The probe connects before the fault: recovery is measured on calls, not on connecting.
+async function firstSuccessAfter(probe: Awaited<ReturnType<typeof getServices>>, service: string, since: number): Promise<number> {
+  const h = probe.at<{ pid(): number }>(service, { timeoutMs: 500 });
+  await until(async () => h.pid().then(() => true, () => false), 20_000, "the service to answer again");
+  return Date.now() - since;
+}
+
+interface LoadOptions {
+  clients: number;
+  lanes: number;
+  loadMs: number;
+  outageMs: number;
+}
+
+async function underLoad(
+  scenario: string,
+  hostUrls: string[][],
+  clientUrls: string[],
+  fault: { kill(): Promise<void>; restore(): Promise<void> },
+  o: LoadOptions,
+): Promise<ScenarioReport> {
+  const namespace = uniqueNamespace("fault");
+  const procs: Proc[] = [];
+  try {
+    for (const urls of hostUrls) {
+      const h = run(WORKER, ["host-pid", JSON.stringify({ url: urls, namespace })]);
+      procs.push(h);
+      await h.line();
+    }
+    const admin = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50 });
+    const registryBefore = await admin.list();
+    const clients: Proc[] = [];
+    for (let i = 0; i < o.clients; i++) {
+      const c = run(CLIENT, [JSON.stringify({ servers: clientUrls, namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })]);
+      clients.push(c);
+      procs.push(c);
+      await c.line();
+    }
+    const probe = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50 });
+    await new Promise((r) => setTimeout(r, o.loadMs)); // steady load before the fault
+    await fault.kill();
+    await new Promise((r) => setTimeout(r, o.outageMs));
+    await fault.restore();
+    const back = Date.now();
+    const recoveryMs = await firstSuccessAfter(probe, "pid", back);
+    await probe.close();
+    await new Promise((r) => setTimeout(r, o.loadMs)); // steady load after recovery
+    const totals = { attempted: 0, succeeded: 0, failedTyped: 0, failedUntyped: 0, hung: 0, retries: 0, reconnects: 0, errors: {} as Record<string, number> };
+    await Promise.all(
+      clients.map(async (c) => {
+        const done = c.line();
+        await c.close();
+        const r = JSON.parse(await done) as typeof totals;
+        for (const k of ["attempted", "succeeded", "failedTyped", "failedUntyped", "hung", "retries", "reconnects"] as const) totals[k] += r[k];
+        for (const [k, v] of Object.entries(r.errors)) totals.errors[k] = (totals.errors[k] ?? 0) + v;
+      }),
+    );
+    let registryAfter: string[] = [];
+    await until(async () => (registryAfter = await admin.list().catch(() => [])).length >= registryBefore.length, 15_000, "registry to be readable");
+    await admin.reset();
+    await admin.close();
+    return { scenario, ...totals, successRate: totals.succeeded / Math.max(1, totals.attempted), registryBefore, registryAfter, recoveryMs };
+  } finally {
+    await Promise.all(procs.map((p) => p.close()));
+  }
+}
+
+/** 3-node cluster; two hosts attached to different nodes; SIGKILL node 0, then bring it back. */
+export async function clusterNodeKill(o: LoadOptions): Promise<ScenarioReport> {
+  const cluster = await startNatsCluster(3);
+  try {
+    return await underLoad(
+      "cluster: SIGKILL one of 3 nodes under load, then restart it",
+      [[cluster.urls[0]!], [cluster.urls[1]!]],
+      cluster.urls,
+      { kill: () => cluster.nodes[0]!.kill("SIGKILL"), restore: async () => (await cluster.nodes[0]!.restart(), await cluster.ready()) },
+      o,
+    );
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** One server with file storage: SIGKILL it under load, restart it. */
+export async function singleServerRestart(o: LoadOptions): Promise<ScenarioReport> {
+  const server = await startNatsServer();
+  try {
+    return await underLoad(
+      "single server: SIGKILL under load, restart (file storage)",
+      [[server.url]],
+      [server.url],
+      { kill: () => server.kill("SIGKILL"), restore: () => server.restart() },
+      o,
+    );
+  } finally {
+    await server.stop();
+  }
+}
