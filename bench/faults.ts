@@ -1,0 +1,28 @@
+/**
+ * Fault report: each scenario under steady load from client processes, with counts of calls
+ * attempted / succeeded / failed with a typed error / hung (must be 0), registry entries before
+ * and after, and recovery time. Scenarios are shared with test/cluster.
+ */
+import { clusterNodeKill, singleServerRestart, type ScenarioReport } from "../test/helpers/scenarios.ts";
+import { printTable } from "./lib.ts";
+
+export async function benchFaults(): Promise<Record<string, unknown>> {
+  const reports: ScenarioReport[] = [
+    await clusterNodeKill({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 3_000 }),
+    await singleServerRestart({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 1_000 }),
+  ];
+  for (const r of reports) {
+    printTable(`faults: ${r.scenario}`, [
+      ["calls attempted", r.attempted],
+      ["succeeded", `${r.succeeded} (${(r.successRate * 100).toFixed(3)}%)`],
+      ["failed with a typed error", r.failedTyped],
+      ["failed untyped", r.failedUntyped],
+      ["hung (must be 0)", r.hung],
+      ["retries of retryable errors", r.retries],
+      ["client reconnects", r.reconnects],
+      ["registry entries before / after", `${r.registryBefore.length} / ${r.registryAfter.length}`],
+      ["recovery: server back -> first call ok (ms)", r.recoveryMs],
+    ]);
+  }
+  return { scenarios: reports };
+}
