@@ -14,8 +14,13 @@ const isConflict = (err: unknown) =>
   err instanceof JetStreamApiError &&
   (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 
-function explain(err: unknown, bucket: string): unknown {
+function explain(err: unknown, bucket: string, opening = false): unknown {
   const m = (err as Error)?.message ?? "";
+  // Once the bucket is open, "not enabled"/no responders means its stream has no leader for a
+  // moment (a node was lost and an election is under way), not that JetStream is off.
+  if (!opening && /jetstream not enabled|no responders/i.test(m)) {
+    return new ServiceUnavailableError(`the registry bucket ${bucket} has no JetStream leader right now (failover in progress); retry`, { cause: err });
+  }
   if (/permission|authoriz/i.test(m)) {
     return new PermissionError(`not allowed to use the registry bucket ${bucket}: ${m}; the account needs $JS.API.> and $KV.${bucket}.> permissions`, { cause: err });
   }
@@ -35,7 +40,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
   try {
     kv = await new Kvm(nc).create(bucket, { history: 1, storage: StorageType.File, replicas });
   } catch (err) {
-    throw explain(err, bucket);
+    throw explain(err, bucket, true);
   }
   const guard = async <T>(f: () => Promise<T>): Promise<T> => {
     try {

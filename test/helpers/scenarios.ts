@@ -115,7 +115,8 @@ async function underLoad(
     );
     let registryAfter: string[] = [];
     await until(async () => (registryAfter = await admin.list().catch(() => [])).length >= registryBefore.length, 15_000, "registry to be readable");
-    await admin.reset();
+    // Cleanup may meet the tail of a leader election: retry while the registry says "retry".
+    await until(async () => admin.reset().then(() => true, () => false), 15_000, "cleanup reset");
     await admin.close();
     return { scenario, ...totals, successRate: totals.succeeded / Math.max(1, totals.attempted), registryBefore, registryAfter, recoveryMs };
   } finally {
