@@ -5,8 +5,7 @@
  *   npx tsx examples/executor/python-executor.ts                 # NATS (NATS_URL, else local/dev server)
  *   ACTORBUS_EXAMPLE_BACKEND=local npx tsx examples/executor/python-executor.ts
  */
-import { getServices } from "../../src/index.ts";
-import { PythonExecutorService, PythonInterpreter } from "../../src/executor/index.ts";
+import { getServices, PythonExecutorService, PythonInterpreter } from "../../src/index.ts";
 
 const backend = (process.env.ACTORBUS_EXAMPLE_BACKEND ?? "nats") as "nats" | "local";
 const namespace = process.env.ACTORBUS_EXAMPLE_NAMESPACE ?? "python_executor_example";

@@ -12,9 +12,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { connectBus } from "../../src/connection/index.ts";
-import { inferenceClient, InferenceServer, NatsTransport, registerInference, type TensorBatch, type TensorRecord } from "../../src/inference/index.ts";
-import { getServices } from "../../src/registry/index.ts";
+import { connectBus, getServices, inferenceClient, InferenceServer, NatsTransport, registerInference, type TensorBatch, type TensorRecord } from "../../src/index.ts";
 
 const OBS = 4;
 const HIDDEN = 32;

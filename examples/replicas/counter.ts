@@ -1,4 +1,4 @@
-import { Actor } from "../../src/service/index.ts";
+import { Actor } from "../../src/index.ts";
 
 /**
  * A stateful actor. Each replica is its own process (constructed with the arguments given to

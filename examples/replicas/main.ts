@@ -8,9 +8,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { startNatsServer, type NatsServerProcess } from "../../src/connection/index.ts";
-import { getServices } from "../../src/registry/index.ts";
-import { collectStatus, formatStatus } from "../../src/service/index.ts";
+import { collectStatus, formatStatus, getServices, startNatsServer, type NatsServerProcess } from "../../src/index.ts";
 import { Counter } from "./counter.ts";
 
 const namespace = process.env.ACTORBUS_NAMESPACE ?? "replicas_demo";
