@@ -3,13 +3,14 @@
  * attempted / succeeded / failed with a typed error / hung (must be 0), registry entries before
  * and after, and recovery time. Scenarios are shared with test/cluster.
  */
-import { clusterNodeKill, singleServerRestart, type ScenarioReport } from "../test/helpers/scenarios.ts";
+import { clusterNodeKill, hostileFlood, singleServerRestart, type ScenarioReport } from "../test/helpers/scenarios.ts";
 import { printTable } from "./lib.ts";
 
 export async function benchFaults(): Promise<Record<string, unknown>> {
   const reports: ScenarioReport[] = [
     await clusterNodeKill({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 3_000 }),
     await singleServerRestart({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 1_000 }),
+    await hostileFlood({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 3_000 }),
   ];
   for (const r of reports) {
     printTable(`faults: ${r.scenario}`, [
@@ -21,7 +22,14 @@ export async function benchFaults(): Promise<Record<string, unknown>> {
       ["retries of retryable errors", r.retries],
       ["client reconnects", r.reconnects],
       ["registry entries before / after", `${r.registryBefore.length} / ${r.registryAfter.length}`],
-      ["recovery: server back -> first call ok (ms)", r.recoveryMs],
+      ["recovery: server back (or flood over) -> first call ok (ms)", r.recoveryMs],
+      ...(r.hostile
+        ? ([
+            ["hostile payloads sent (seed)", `${r.hostile.sent} (${r.hostile.seed})`],
+            ["hostile requests / replies", `${r.hostile.withReply} / ${r.hostile.replies}`],
+            ["replies: typed errors / normal results / untyped (must be 0)", `${r.hostile.typedErrors} / ${r.hostile.results} / ${r.hostile.untypedReplies}`],
+          ] as [string, string | number][])
+        : []),
     ]);
   }
   return { scenarios: reports };

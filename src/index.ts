@@ -22,6 +22,8 @@ export type { ServiceHandle, HandleInfo, ActorOptions, ActorStats, InstanceInfo 
 // Connections
 export { connectBus, wrapNatsConnection, createLocalBus, startNatsServer } from "./connection/index.ts";
 export type { BusConnection, ConnectionOptions, LocalBus, NatsServerProcess } from "./connection/index.ts";
+export { rateLimitedLogger, stderrLogger } from "./connection/index.ts";
+export type { Logger, RateLimitedLogger, RateLimitOptions } from "./connection/index.ts";
 
 // Codec
 export { createCodec } from "./codec/index.ts";
@@ -46,6 +48,7 @@ export {
   PermissionError,
   ReplicaCrashedError,
   PlacementError,
+  ModuleNotAllowedError,
 } from "./errors/index.ts";
 export type { WireError } from "./errors/index.ts";
 

@@ -1,7 +1,8 @@
 import { hostname } from "node:os";
 import PQueue from "p-queue";
-import type { BusConnection, Inbound, Subscription } from "../connection/index.ts";
+import { brief, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
 import {
+  CallTimeoutError,
   CodecError,
   MethodNotFoundError,
   OverloadedError,
@@ -10,7 +11,7 @@ import {
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
 import { callableMethods } from "./methods.ts";
 import type { ResolvedActorOptions } from "./options.ts";
-import { encodeErr, encodeOk, type CallRequest, type ControlOp, type InstanceInfo } from "./protocol.ts";
+import { describeOp, encodeErr, encodeOk, respondSafely, type CallRequest, type ControlOp, type InstanceInfo } from "./protocol.ts";
 import { createStatsRecorder, type ActorStats } from "./stats.ts";
 
 /**
@@ -49,7 +50,11 @@ export interface ActorHostParams {
    * "actors". Replicas of a routed service listen on their own subjects instead (issue 3).
    */
   callSubjects?: { subject: string; queue?: string }[];
+  /** Where malformed inbound messages are reported, rate-limited per host (default: stderr). */
+  logger?: Logger;
 }
+
+const MAX_ARGS = 65_535;
 
 interface Job {
   msg: Inbound;
@@ -78,23 +83,31 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     startedAt: new Date().toISOString(),
   };
   const target = instance as Record<string, (...a: unknown[]) => unknown>;
+  const log = rateLimitedLogger(p.logger ?? stderrLogger());
+  const where = (subject: string) => ({ service: name, instanceId: p.instanceId, subject });
+
+  const send = (msg: Inbound, bytes: Uint8Array, subject: string) => {
+    const problem = respondSafely(msg, bytes, codec, transport.maxPayload);
+    if (problem) log.warn("reply not sent as is", { ...where(subject), reason: problem });
+  };
 
   const reply = (job: Job, bytes: Uint8Array) => {
     if (job.settled) return;
     job.settled = true;
     live.delete(job);
-    job.msg.respond(bytes);
+    send(job.msg, bytes, "call");
   };
 
   const run = async (job: Job, method: string, args: unknown[]) => {
     if (job.settled) return;
     if (failing) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
-    // The caller gave up already: running the method would be wasted work.
+    // The caller gave up already: running the method would be wasted work. The answer still
+    // goes out (one small message) so that every request gets exactly one reply.
     if (Date.now() > job.deadline) {
       stats.expired();
-      job.settled = true;
-      live.delete(job);
-      return;
+      return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${method} waited past its deadline in the queue and did not run`, {
+        details: { service: name, method },
+      })));
     }
     const t0 = performance.now();
     let out: Uint8Array;
@@ -106,29 +119,59 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       // Either the method threw (a RemoteError for the caller) or its result cannot be encoded
       // (a CodecError from encodeOk); neither is a failure of the host.
       out = encodeErr(codec, err);
-      stats.record(performance.now() - t0, true, `${(err as Error)?.name ?? "Error"}: ${(err as Error)?.message ?? String(err)}`);
+      stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
     }
     reply(job, out);
   };
 
+  /** Why a decoded call cannot be run, or undefined if it is well formed. */
+  const malformed = (req: unknown): string | undefined => {
+    if (!Array.isArray(req) || req.length !== 3) return "expected [method, args, timeoutMs]";
+    if (typeof req[0] !== "string") return "method must be a string";
+    if (!Array.isArray(req[1])) return "args must be an array";
+    // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
+    if (req[1].length > MAX_ARGS) return `at most ${MAX_ARGS} arguments per call (got ${req[1].length}); pass an array instead`;
+    const t = req[2];
+    if (typeof t !== "number" || !Number.isFinite(t) || t <= 0) return "timeoutMs must be a finite number of milliseconds > 0";
+    return undefined;
+  };
+
   const onCall = (msg: Inbound) => {
-    if (!msg.reply) return; // a publish without reply subject cannot be answered: ignore it
+    try {
+      handleCall(msg);
+    } catch (err) {
+      // A bug of ours, not of the caller; the caller still hears, and the host keeps serving.
+      log.warn("call handler failed", { ...where("call"), reason: brief(err) });
+      send(msg, encodeErr(codec, err), "call");
+    }
+  };
+
+  const handleCall = (msg: Inbound) => {
+    if (!msg.reply) {
+      // Handles always ask for a reply: this is someone else's publish, and cannot be answered.
+      log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
+      return;
+    }
     const job: Job = { msg, deadline: 0, settled: false };
     let req: CallRequest;
     try {
-      req = codec.decode<CallRequest>(msg.data);
-      if (!Array.isArray(req) || typeof req[0] !== "string" || !Array.isArray(req[1])) throw new CodecError("malformed call: expected [method, args, timeoutMs]");
+      const decoded = codec.decode<unknown>(msg.data);
+      const why = malformed(decoded);
+      if (why) throw new CodecError(`malformed call to ${name}: ${why}; call through a handle`, { details: { service: name } });
+      req = decoded as CallRequest;
     } catch (err) {
       stats.rejected();
-      return reply(job, encodeErr(codec, err instanceof CodecError ? err : new CodecError(String(err))));
+      log.warn("malformed call", { ...where("call"), bytes: msg.data.length, reason: brief(err) });
+      return reply(job, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))));
     }
     const [method, args, timeoutMs] = req;
     if (!accepting) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
     if (!methods.has(method)) {
       stats.rejected();
+      const known = [...methods].sort();
       return reply(job, encodeErr(codec, new MethodNotFoundError(
-        `${name} has no method "${method}"; it has ${[...methods].sort().join(", ") || "no public methods"}`,
-        { details: { service: name, method, methods: [...methods].sort() } },
+        `${name} has no method "${brief(method, 100)}"; it has ${known.join(", ") || "no public methods"}`,
+        { details: { service: name, method: brief(method, 100), methods: known } },
       )));
     }
     if (queue.size >= options.maxPending && queue.pending >= options.maxConcurrency) {
@@ -138,38 +181,58 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         { details: { service: name, running: queue.pending, queued: queue.size } },
       )));
     }
-    job.deadline = Date.now() + (typeof timeoutMs === "number" && timeoutMs > 0 ? timeoutMs : options.timeoutMs);
+    job.deadline = Date.now() + timeoutMs;
     live.add(job);
     queue.add(() => run(job, method, args)).catch(() => {});
   };
 
   const onControl = (msg: Inbound) => {
-    if (!msg.reply) return;
+    try {
+      handleControl(msg);
+    } catch (err) {
+      log.warn("control handler failed", { ...where("control"), reason: brief(err) });
+      send(msg, encodeErr(codec, err), "control");
+    }
+  };
+
+  const badControl = (msg: Inbound, why: string) => {
+    log.warn("malformed control request", { ...where("control"), bytes: msg.data.length, reason: why });
+    send(msg, encodeErr(codec, new CodecError(`malformed control request to ${name}: ${why}`, { details: { service: name } })), "control");
+  };
+
+  const handleControl = (msg: Inbound) => {
+    if (!msg.reply) {
+      log.warn("control request without reply subject dropped", { ...where("control"), bytes: msg.data.length });
+      return;
+    }
     let op: ControlOp;
     try {
       op = codec.decode<ControlOp>(msg.data);
     } catch (err) {
-      msg.respond(encodeErr(codec, err));
-      return;
+      return badControl(msg, brief(err));
     }
-    switch (op?.op) {
+    if (op === null || typeof op !== "object" || Array.isArray(op)) return badControl(msg, 'expected { op: "ping" | "stats" | "stop" }');
+    switch (op.op) {
       case "ping":
-        msg.respond(encodeOk(codec, info));
+        send(msg, encodeOk(codec, info), "control");
         return;
       case "stats":
-        msg.respond(encodeOk(codec, { ...info, options, stats: stats.snapshot(queue.pending, queue.size) }));
+        send(msg, encodeOk(codec, { ...info, options, stats: stats.snapshot(queue.pending, queue.size) }), "control");
         return;
-      case "stop":
-        host.stop(op.graceMs ?? 0).then(
+      case "stop": {
+        const graceMs = op.graceMs ?? 0;
+        if (typeof graceMs !== "number" || !Number.isFinite(graceMs) || graceMs < 0) return badControl(msg, "graceMs must be a finite number of milliseconds >= 0");
+        host.stop(graceMs).then(
           () => {
-            msg.respond(encodeOk(codec, true));
+            send(msg, encodeOk(codec, true), "control");
             p.onRemoteStop?.();
           },
-          (err) => msg.respond(encodeErr(codec, err)),
+          (err) => send(msg, encodeErr(codec, err), "control"),
         );
         return;
+      }
       default:
-        msg.respond(encodeErr(codec, new CodecError(`unknown control op ${JSON.stringify((op as { op?: unknown })?.op)}`)));
+        return badControl(msg, `unknown op ${describeOp((op as { op?: unknown }).op)}`);
     }
   };
 
@@ -210,6 +273,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         await transport.flush().catch(() => {});
         await dispose(instance);
         controlSub?.unsubscribe();
+        log.flush();
       })();
       return stopping;
     },

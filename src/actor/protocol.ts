@@ -1,5 +1,6 @@
 import type { Codec } from "../codec/index.ts";
-import { errorFromWire, errorToWire, type WireError } from "../errors/index.ts";
+import type { Inbound } from "../connection/index.ts";
+import { CodecError, errorFromWire, errorToWire, type WireError } from "../errors/index.ts";
 
 /**
  * Messages between handles and hosts. Arrays rather than objects: no key strings on the wire.
@@ -15,13 +16,44 @@ export function encodeOk(codec: Codec, value: unknown): Uint8Array {
   return codec.encode([0, value]);
 }
 
+/** Never throws: an error whose details cannot cross the wire still reaches the caller, without them. */
 export function encodeErr(codec: Codec, err: unknown): Uint8Array {
-  return codec.encode([1, errorToWire(err)]);
+  const w = errorToWire(err);
+  try {
+    return codec.encode([1, w]);
+  } catch {
+    return codec.encode([1, { code: w.code, name: w.name, message: String(w.message), retryable: w.retryable }]);
+  }
+}
+
+/**
+ * Answers `msg` without ever throwing: hosts reply from inside nats.js's socket reader, and a
+ * throw there would leave the connection deaf. A reply over the server's max_payload becomes a
+ * CodecError saying so (which always fits). Returns why the reply as given was not sent, for the
+ * host's log, or undefined when it was.
+ */
+export function respondSafely(msg: Inbound, bytes: Uint8Array, codec: Codec, maxPayload: number): string | undefined {
+  if (!msg.reply) return "no reply subject";
+  let out = bytes;
+  let problem: string | undefined;
+  if (bytes.length > maxPayload) {
+    problem = `reply of ${bytes.length} bytes exceeds max_payload ${maxPayload}`;
+    out = encodeErr(codec, new CodecError(`the reply of ${bytes.length} bytes exceeds the server's max_payload of ${maxPayload} bytes; return less per call or raise max_payload in nats.conf`, {
+      details: { bytes: bytes.length, maxPayload },
+    }));
+  }
+  try {
+    msg.respond(out);
+  } catch (err) {
+    return `cannot reply: ${(err as Error)?.message ?? String(err)}`;
+  }
+  return problem;
 }
 
 /** Decodes a reply: the value, or throws the rebuilt error. */
 export function unwrapReply<T>(codec: Codec, bytes: Uint8Array): T {
   const r = codec.decode<Reply>(bytes);
+  if (!Array.isArray(r) || (r[0] !== 0 && r[0] !== 1)) throw new CodecError("malformed reply: expected [0, result] or [1, error]");
   if (r[0] === 0) return r[1] as T;
   throw errorFromWire(r[1] as WireError);
 }
@@ -34,4 +66,10 @@ export interface InstanceInfo {
   pid: number;
   hostId: string;
   startedAt: string;
+}
+
+/** Names a hostile op value for an error message without JSON.stringify, which throws on BigInt. */
+export function describeOp(op: unknown): string {
+  if (typeof op !== "string") return op === null ? "null" : typeof op;
+  return JSON.stringify(op.length > 100 ? `${op.slice(0, 100)}...` : op);
 }

@@ -1,14 +1,16 @@
 import { hostname } from "node:os";
-import { encodeErr, encodeOk } from "../actor/index.ts";
-import { connectBus, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
-import { CodecError, InvalidOptionsError, PlacementError, ServiceUnavailableError } from "../errors/index.ts";
+import { encodeErr, encodeOk, respondSafely } from "../actor/index.ts";
+import { bounded, brief, checkLogger, connectBus, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
+import { InvalidOptionsError, PlacementError, ServiceUnavailableError } from "../errors/index.ts";
 import { openKvStore } from "../registry/kv-store.ts";
 import { pingInstance } from "../registry/liveness.ts";
 import { decodeRecord } from "../registry/records.ts";
 import { subjectsFor } from "../subjects/index.ts";
 import { resolveAgentOptions, type AgentOptions } from "./options.ts";
+import { checkSpawnAllowed } from "./allowed-modules.ts";
 import { procConnectionFor } from "./proc-connection.ts";
 import type { AgentRequest, HostRecord, ProcExitEvent, ProcInfo, ProcSpec } from "./protocol.ts";
+import { parseAgentRequest } from "./requests.ts";
 import { createSupervisor } from "./supervisor.ts";
 
 /**
@@ -19,6 +21,8 @@ import { createSupervisor } from "./supervisor.ts";
 export interface Agent extends AsyncDisposable {
   readonly hostId: string;
   readonly namespace: string;
+  /** Real paths of the directories whose modules this agent starts (`--allow`). */
+  readonly allowedRoots: readonly string[];
   record(): HostRecord;
   processes(): ProcInfo[];
   /** Stops every replica process, removes the host key, closes the connection if owned. Idempotent. */
@@ -27,8 +31,10 @@ export interface Agent extends AsyncDisposable {
 
 const enc = new TextEncoder();
 
+
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const o = resolveAgentOptions(options);
+  const log = rateLimitedLogger(checkLogger("agent options", options.logger) ?? stderrLogger());
   const subjects = subjectsFor(o.namespace);
   const conn = options.connection ?? (await connectBus({ ...options, name: options.name ?? `actorbus-agent-${o.hostId}` }));
   const ownsConnection = !options.connection;
@@ -96,6 +102,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   });
 
   const spawnAll = async (specs: ProcSpec[], startTimeoutMs: number): Promise<ProcInfo[]> => {
+    for (const s of specs) checkSpawnAllowed(s, o.allow, o.hostId);
     const free = o.cpus - reservations.size;
     const gpusNeeded = specs.filter((s) => s.gpu).length;
     const freeGpus = [...Array(o.gpus).keys()].filter((g) => !usedGpus.has(g));
@@ -125,21 +132,41 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     return results.map((r) => (r as PromiseFulfilledResult<ProcInfo>).value);
   };
 
+  const subject = subjects.agent(o.hostId);
+  const send = (msg: Inbound, bytes: Uint8Array) => {
+    const problem = respondSafely(msg, bytes, codec, transport.maxPayload);
+    if (problem) log.warn("agent reply not sent as is", { hostId: o.hostId, subject, reason: problem });
+  };
+
   const onRequest = (msg: Inbound) => {
-    if (!msg.reply) return;
+    try {
+      handleRequest(msg);
+    } catch (err) {
+      // A bug of ours: the requester still hears, and the agent keeps serving.
+      log.warn("agent request handler failed", { hostId: o.hostId, subject, reason: brief(err) });
+      send(msg, encodeErr(codec, err));
+    }
+  };
+
+  const handleRequest = (msg: Inbound) => {
+    if (!msg.reply) {
+      log.warn("agent request without reply subject dropped", { hostId: o.hostId, subject, bytes: msg.data.length });
+      return;
+    }
     let req: AgentRequest;
     try {
-      req = codec.decode<AgentRequest>(msg.data);
+      req = parseAgentRequest(codec.decode(msg.data));
     } catch (err) {
-      msg.respond(encodeErr(codec, err));
+      log.warn("malformed agent request", { hostId: o.hostId, subject, bytes: msg.data.length, reason: brief(err) });
+      send(msg, encodeErr(codec, err));
       return;
     }
     const answer = (p: Promise<unknown>) =>
       p.then(
-        (v) => msg.respond(encodeOk(codec, v)),
-        (err) => msg.respond(encodeErr(codec, err)),
+        (v) => send(msg, encodeOk(codec, v)),
+        (err) => send(msg, encodeErr(codec, err)),
       );
-    switch (req?.op) {
+    switch (req.op) {
       case "ping":
         return void answer(Promise.resolve(record()));
       case "list":
@@ -149,8 +176,6 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         return void answer(spawnAll(req.procs, req.startTimeoutMs));
       case "stop":
         return void answer(Promise.all(req.procIds.map((id) => supervisor.stop(id, req.graceMs))).then(() => true));
-      default:
-        msg.respond(encodeErr(codec, new CodecError(`unknown agent op ${JSON.stringify((req as { op?: unknown })?.op)}`)));
     }
   };
 
@@ -183,7 +208,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     }
   };
 
-  const sub: Subscription = transport.subscribe(subjects.agent(o.hostId), onRequest);
+  const sub: Subscription = transport.subscribe(subject, onRequest);
   await transport.flush();
   await heartbeat();
   const hbTimer = setInterval(() => void heartbeat(), o.heartbeatMs);
@@ -198,6 +223,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const agent: Agent = {
     hostId: o.hostId,
     namespace: o.namespace,
+    allowedRoots: o.allow,
     record,
     processes: () => supervisor.list(),
     stop() {
@@ -207,8 +233,9 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         sub.unsubscribe();
         await supervisor.stopAll(o.stopGraceMs);
         stopped = true;
-        await kv.delete(subjects.hostKey(o.hostId)).catch(() => {});
-        await transport.flush().catch(() => {});
+        // Cut off from NATS, these would wait for a reconnect: the host key then expires by heartbeat age.
+        await bounded(kv.delete(subjects.hostKey(o.hostId)).then(() => transport.flush()), o.stopGraceMs);
+        log.flush();
         if (ownsConnection) await conn.close();
       })();
       return stopping;

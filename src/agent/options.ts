@@ -1,8 +1,15 @@
 import { availableParallelism, hostname } from "node:os";
 import { checkInt } from "../actor/index.ts";
-import type { BusConnection, ConnectionOptions } from "../connection/index.ts";
+import type { BusConnection, ConnectionOptions, Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { validateName } from "../subjects/index.ts";
+import { resolveAllowedRoots } from "./allowed-modules.ts";
+
+function checkAllow(allow: unknown): string[] | undefined {
+  if (allow === undefined) return undefined;
+  if (!Array.isArray(allow)) throw new InvalidOptionsError(`agent option allow must be an array of directories such as ["/srv/app"] (got ${JSON.stringify(allow)})`);
+  return allow as string[];
+}
 
 export interface AgentOptions extends ConnectionOptions {
   /** Reuse a connection (left open by stop()). */
@@ -23,6 +30,13 @@ export interface AgentOptions extends ConnectionOptions {
   leaseTimeoutMs?: number;
   /** How long stop() lets replica processes exit after SIGTERM before SIGKILL. */
   stopGraceMs?: number;
+  /**
+   * Directories whose modules this agent may start as replicas (`--allow`; default: the working
+   * directory). A spawn request for a module anywhere else is refused with ModuleNotAllowedError.
+   */
+  allow?: string[];
+  /** Where malformed requests on the agent's subject are reported, at most 10 lines per 10 s plus a summary (default: stderr). */
+  logger?: Logger;
   /** Where replica output goes (default: this process's stdout/stderr). */
   output?: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 }
@@ -36,6 +50,8 @@ export interface ResolvedAgentOptions {
   leaseCheckMs: number;
   leaseTimeoutMs: number;
   stopGraceMs: number;
+  /** Real paths of the allowed roots. */
+  allow: string[];
 }
 
 export function defaultHostId(): string {
@@ -54,6 +70,7 @@ export function resolveAgentOptions(o: AgentOptions): ResolvedAgentOptions {
     leaseCheckMs: checkInt(where, "leaseCheckMs", o.leaseCheckMs ?? 1_000, 50, "milliseconds between controller liveness checks"),
     leaseTimeoutMs: checkInt(where, "leaseTimeoutMs", o.leaseTimeoutMs ?? 5_000, 0, "milliseconds a controller may be unreachable before its replicas are stopped"),
     stopGraceMs: checkInt(where, "stopGraceMs", o.stopGraceMs ?? 3_000, 0, "milliseconds before SIGKILL on stop"),
+    allow: resolveAllowedRoots(checkAllow(o.allow)),
   };
   return r;
 }

@@ -1,11 +1,11 @@
 import type { BusConnection, ConnectionOptions } from "../connection/index.ts";
-import { resolveServers } from "../connection/index.ts";
+import { authOf, connectionAuth, resolveServers } from "../connection/index.ts";
 import type { ProcConnection } from "./protocol.ts";
 
 /**
  * How processes started by this one reach NATS: the URLs this process was given (or the
- * private dev server it started, or the server it is connected to) and a creds file path.
- * Passwords, tokens and seeds are never handed down.
+ * private dev server it started, or the server it is connected to), a creds file path and the
+ * inbox prefix, and the spawner's credentials for the IPC channel only (never env or argv).
  */
 export function procConnectionFor(conn: BusConnection, opts: ConnectionOptions): ProcConnection {
   let servers: string[] | undefined;
@@ -15,5 +15,12 @@ export function procConnectionFor(conn: BusConnection, opts: ConnectionOptions):
     const current = conn.nc?.getServer();
     servers = current ? [current.includes("://") ? current : `nats://${current}`] : resolveServers(opts).servers;
   }
-  return opts.credsFile ? { servers, credsFile: opts.credsFile } : { servers };
+  const out: ProcConnection = { servers };
+  if (opts.credsFile) out.credsFile = opts.credsFile;
+  // A tenant's permissions allow only its own reply prefix, and replicas make requests too.
+  const inboxPrefix = opts.inboxPrefix ?? (conn.nc as unknown as { options?: { inboxPrefix?: string } } | undefined)?.options?.inboxPrefix;
+  if (inboxPrefix && inboxPrefix !== "_INBOX") out.inboxPrefix = inboxPrefix;
+  const auth = authOf(opts) ?? connectionAuth(conn);
+  if (auth) out.auth = auth;
+  return out;
 }

@@ -1,3 +1,4 @@
+import type { ConnectionAuth } from "../connection/index.ts";
 import type { WireError } from "../errors/index.ts";
 
 /**
@@ -30,10 +31,13 @@ export interface ProcSpec {
   label: string;
 }
 
-/** Connection settings a spawner hands to its processes (URLs and a creds file path only). */
+/** Connection settings a spawner hands to its processes over IPC; built on the spawner's host, never sent over NATS. */
 export interface ProcConnection {
   servers: string[];
   credsFile?: string;
+  inboxPrefix?: string;
+  /** The spawner's own credentials (IPC only: not argv, env, specs or logs). */
+  auth?: ConnectionAuth;
 }
 
 /** Spawner → process (IPC): the spec, once, right after spawn. */

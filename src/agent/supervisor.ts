@@ -35,6 +35,13 @@ export const REPLICA_ENTRY = fileURLToPath(new URL("../service/replica-main.ts",
 // Resolved here rather than left to `--import tsx`, which resolves from the process's cwd.
 const TSX_LOADER = createRequire(import.meta.url).resolve("tsx");
 
+// The process gets the spawner's credentials over IPC (StartMessage.connection.auth); in its
+// environment they would show in /proc/<pid>/environ and leak to whatever it spawns in turn.
+const SECRET_ENV = new Set(["NATS_USER", "NATS_PASSWORD", "NATS_TOKEN", "NATS_NKEY", "NATS_NKEY_SEED", "NATS_CREDS"]);
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !SECRET_ENV.has(k)));
+}
+
 interface Running {
   child: ChildProcess;
   info: ProcInfo;
@@ -56,7 +63,7 @@ export function createSupervisor(p: SupervisorParams): Supervisor {
 
   const start = (spec: ProcSpec, gpus: number[], startTimeoutMs: number): Promise<ProcInfo> => {
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...withoutSecrets(process.env),
       ...spec.env,
       ACTORBUS_RANK: String(spec.rank),
       ACTORBUS_SIZE: String(spec.size),

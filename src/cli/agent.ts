@@ -2,12 +2,16 @@ import { startAgent } from "../agent/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { connectionFrom, parse } from "./args.ts";
 
-export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N]
+export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N] [--allow DIR]...
 
 Runs a host agent until SIGINT/SIGTERM: advertises this host's capacity (process slots, GPUs)
 in the namespace's registry, starts the replica processes services place here (setting
 CUDA_VISIBLE_DEVICES for withGpus), reports their exits, and stops them when their service
-goes away. Several agents on one machine need distinct --host-id values.`;
+goes away. Several agents on one machine need distinct --host-id values.
+
+Anyone who can publish to the namespace's agent subjects can ask an agent to start a process,
+so it only starts modules under the --allow directories (repeatable; default: the working
+directory), and refuses environments that set NODE_OPTIONS, LD_*, PYTHONPATH and the like.`;
 
 const int = (name: string, v: string | undefined): number | undefined => {
   if (v === undefined) return undefined;
@@ -23,6 +27,7 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
     cpus: { type: "string" },
     gpus: { type: "string" },
     "heartbeat-ms": { type: "string" },
+    allow: { type: "string", multiple: true },
   });
   if (values.help) return AGENT_USAGE;
   const agent = await startAgent({
@@ -32,9 +37,10 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
     cpus: int("cpus", values.cpus),
     gpus: int("gpus", values.gpus),
     heartbeatMs: int("heartbeat-ms", values["heartbeat-ms"]),
+    allow: values.allow as string[] | undefined,
   });
   const r = agent.record();
-  console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${r.gpus} GPUs, pid ${process.pid}`);
+  console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${r.gpus} GPUs, pid ${process.pid}, modules under ${agent.allowedRoots.join(", ")}`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);

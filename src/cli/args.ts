@@ -7,6 +7,7 @@ export const COMMON_OPTIONS = {
   namespace: { type: "string", short: "n" },
   servers: { type: "string", short: "s" },
   creds: { type: "string" },
+  "inbox-prefix": { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -19,7 +20,7 @@ export function parse<T extends Record<string, { type: "string" | "boolean"; sho
   }
 }
 
-export function connectionFrom(values: { namespace?: string; servers?: string; creds?: string }): GetServicesOptions {
+export function connectionFrom(values: { namespace?: string; servers?: string; creds?: string; "inbox-prefix"?: string }): GetServicesOptions {
   const o: GetServicesOptions = { namespace: values.namespace ?? process.env.ACTORBUS_NAMESPACE ?? "default", name: "actorbus-cli" };
   if (values.servers) o.servers = values.servers;
   if (values.creds) o.credsFile = values.creds;
@@ -28,6 +29,9 @@ export function connectionFrom(values: { namespace?: string; servers?: string; c
   if (process.env.NATS_PASSWORD) o.pass = process.env.NATS_PASSWORD;
   if (process.env.NATS_TOKEN) o.token = process.env.NATS_TOKEN;
   if (process.env.NATS_CREDS && !o.credsFile) o.credsFile = process.env.NATS_CREDS;
+  // A tenant locked to its namespace may subscribe only to its own reply prefix (see nats.conf).
+  const inboxPrefix = values["inbox-prefix"] ?? process.env.NATS_INBOX_PREFIX;
+  if (inboxPrefix) o.inboxPrefix = inboxPrefix;
   // The CLI inspects an existing deployment; starting a private server would show nothing.
   o.devServer = "never";
   return o;

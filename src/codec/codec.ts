@@ -57,7 +57,10 @@ export function createCodec(): Codec {
       try {
         return decoder.decode(bytes) as T;
       } catch (err) {
-        throw new CodecError(`cannot decode message: ${(err as Error).message}`, { cause: err });
+        // Messages can quote the payload (BigInt text, for one): cut them, or the error reply
+        // to a near-max_payload message would itself be too large to send.
+        const m = String((err as Error)?.message ?? err);
+        throw new CodecError(`cannot decode message: ${m.length > 200 ? `${m.slice(0, 200)}...` : m}`, { cause: err });
       }
     },
   };
@@ -66,6 +69,7 @@ export function createCodec(): Codec {
 function explain(err: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
   if (m.startsWith("Too deep")) return "value is cyclic or nested deeper than 100 levels; send plain data";
+  if (m.includes("call stack")) return "value is nested too deeply to encode (Maps or Sets inside each other); send flatter data";
   if (m.includes("Function")) return "functions cannot be sent to or from an actor; send plain data";
   if (m.includes("Symbol")) return "symbols cannot be sent to or from an actor; send plain data";
   if (err instanceof RangeError) return `value out of range for the wire format: ${m}`;

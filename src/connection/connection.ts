@@ -3,7 +3,8 @@ import { PermissionViolationError, type Msg, type NatsConnection } from "@nats-i
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
-import { resolveServers, toNatsOptions, type ConnectionOptions } from "./options.ts";
+import { authOf, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
+import { bounded } from "./bounded.ts";
 import { createRequestMux } from "./request-mux.ts";
 import type { Inbound, Transport } from "./transport.ts";
 
@@ -30,6 +31,16 @@ export interface BusConnection extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+const DRAIN_BOUND_MS = 5_000;
+
+// Kept beside the connection rather than on it, so no property walk or log of a BusConnection shows it.
+const auths = new WeakMap<BusConnection, ConnectionAuth>();
+
+/** The credentials a connection was opened with, for the processes this process spawns. */
+export function connectionAuth(conn: BusConnection): ConnectionAuth | undefined {
+  return auths.get(conn);
+}
+
 export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConnection> {
   const { servers, explicit } = resolveServers(opts);
   let devServer: NatsServerProcess | undefined;
@@ -49,11 +60,15 @@ export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConne
     await devServer?.stop();
     throw explainConnectError(err, urls, explicit);
   }
-  return wrapNatsConnection(nc, devServer);
+  const bus = wrapNatsConnection(nc, devServer);
+  const auth = authOf(opts);
+  if (auth) auths.set(bus, auth);
+  return bus;
 }
 
-function explainConnectError(err: unknown, urls: string[], explicit: boolean): Error {
+function explainConnectError(err: unknown, rawUrls: string[], explicit: boolean): Error {
   const m = (err as Error)?.message ?? String(err);
+  const urls = rawUrls.map(redactUrl);
   if (/authoriz|authentic|permission/i.test(m)) {
     return new PermissionError(`NATS refused the credentials for ${urls.join(",")}: ${m}`, { cause: err });
   }
@@ -72,9 +87,12 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
 
   // In-flight calls cannot get their replies across a reconnect (the server dropped our
   // subscription interest in between), so fail them now rather than at their deadlines.
+  let connected = true;
   (async () => {
     for await (const s of nc.status()) {
+      if (s.type === "reconnect") connected = true;
       if (s.type === "disconnect") {
+        connected = false;
         mux.failAll((subject) => new ConnectionLostError(`connection to NATS lost while calling ${subject}; the call may or may not have run`));
       } else if (s.type === "error" && s.error instanceof PermissionViolationError && s.error.operation === "publish") {
         // The server drops a forbidden publish and says so once; without this the call would
@@ -95,7 +113,14 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
       const sub = nc.subscribe(subject, {
         queue: o?.queue,
         callback: (err: Error | null, msg: Msg) => {
-          if (!err) handler(msg as Inbound);
+          if (err) return;
+          // nats.js calls this from its socket reader: a throw here would end the reader and
+          // leave the connection open but deaf. Hosts report their own failures; this is the floor.
+          try {
+            handler(msg as Inbound);
+          } catch {
+            // swallowed on purpose, see above
+          }
         },
       });
       return { unsubscribe: () => sub.unsubscribe() };
@@ -123,7 +148,9 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
         await Promise.allSettled([...hooks].map((h) => h()));
         hooks.clear();
         mux.close();
-        if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+        // A drain needs the server: cut off from it, nats.js would wait for a reconnect forever.
+        if (!nc.isClosed() && connected) await bounded(nc.drain(), DRAIN_BOUND_MS);
+        if (!nc.isClosed()) await nc.close().catch(() => {});
         await devServer?.stop();
       })();
       return closing;

@@ -70,7 +70,15 @@ export function createLocalBus(): LocalBus {
           return true;
         },
       };
-      queueMicrotask(() => s.handler(msg));
+      // As on NATS, a throwing handler loses its message, not the process (an uncaught
+      // exception from a microtask would end it).
+      queueMicrotask(() => {
+        try {
+          s.handler(msg);
+        } catch {
+          // swallowed on purpose, see above
+        }
+      });
     }
     return to.length;
   };

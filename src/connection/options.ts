@@ -39,6 +39,28 @@ export interface ConnectionOptions {
 
 export const DEFAULT_URL = "nats://127.0.0.1:4222";
 
+/**
+ * The secret part of the options. A process hands it to the children it spawns itself over their
+ * private IPC channel (not argv or env, which `ps` and /proc show), and never over NATS.
+ */
+export type ConnectionAuth = Pick<ConnectionOptions, "user" | "pass" | "token" | "nkeySeed" | "credsFile" | "tls">;
+
+export function authOf(opts: ConnectionOptions): ConnectionAuth | undefined {
+  const out: ConnectionAuth = {};
+  for (const k of ["user", "pass", "token", "nkeySeed", "credsFile", "tls"] as const) {
+    if (opts[k] !== undefined) (out as Record<string, unknown>)[k] = opts[k];
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** A server URL fit for messages: `nats://user:secret@host` keeps the user, loses the secret. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_m, scheme: string, auth: string) => {
+    const user = auth.includes(":") ? auth.slice(0, auth.indexOf(":")) : "";
+    return `${scheme}${user ? `${user}:` : ""}***@`;
+  });
+}
+
 export function resolveServers(opts: ConnectionOptions, env: NodeJS.ProcessEnv = process.env): { servers: string[]; explicit: boolean } {
   if (opts.servers !== undefined) {
     const list = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(",");

@@ -54,7 +54,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
   const onReply = (err: Error | null, msg: Msg) => {
     if (err) {
       // A permissions violation on the inbox fails everything: no reply can ever arrive.
-      const e = new PermissionError(`reply subscription failed: ${err.message}; allow subscribe on ${inbox.wildcard}`, { cause: err });
+      const e = new PermissionError(`reply subscription failed: ${err.message}; connect with the inboxPrefix this user may subscribe to (e.g. inboxPrefix: "_INBOX_<namespace>", as in nats.conf), or allow subscribe on ${inbox.wildcard}`, { cause: err });
       for (const p of pending.values()) p.reject(e);
       pending.clear();
       return;
@@ -64,7 +64,12 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
     if (!p) return; // late reply for a call that already timed out
     pending.delete(id);
     deadlines.delete(id, p.timeoutMs);
-    const h = msg.headers;
+    let h: Msg["headers"];
+    try {
+      h = msg.headers;
+    } catch {
+      h = undefined; // unparsable headers: the payload still decides (this runs in nats.js's reader)
+    }
     if (h && h.code >= 400) {
       if (h.code === 503) {
         p.reject(new ServiceUnavailableError(`no actor is listening on ${p.subject}`, { details: { subject: p.subject } }));

@@ -75,3 +75,7 @@ export class ReplicaCrashedError extends ActorBusError {
 export class PlacementError extends ActorBusError {
   override readonly code = "PLACEMENT";
 }
+/** An agent refused to spawn a module outside its allowed roots (`--allow`), or with an environment that could load other code. */
+export class ModuleNotAllowedError extends ActorBusError {
+  override readonly code = "MODULE_NOT_ALLOWED";
+}

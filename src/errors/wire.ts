@@ -41,7 +41,13 @@ export function errorToWire(err: unknown): WireError {
       details: { remoteName: err.name, remoteStack: err.stack },
     };
   }
-  return { code: "REMOTE", name: "RemoteError", message: String(err), retryable: false, details: { remoteName: typeof err } };
+  let message: string;
+  try {
+    message = String(err);
+  } catch {
+    message = `a thrown ${typeof err} that cannot be shown`; // e.g. Object.create(null)
+  }
+  return { code: "REMOTE", name: "RemoteError", message, retryable: false, details: { remoteName: typeof err } };
 }
 
 export function errorFromWire(w: WireError): ActorBusError {

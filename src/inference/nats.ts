@@ -1,7 +1,8 @@
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
-import { wrapNatsConnection, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
-import { ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
+import { respondSafely } from "../actor/index.ts";
+import { brief, checkLogger, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
+import { CallTimeoutError, ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
@@ -24,6 +25,11 @@ export interface NatsTransportOptions {
    * exceed the longest stretch a server's event loop is blocked (a synchronous model call).
    */
   leaseMs?: number;
+  /**
+   * Server side: where malformed requests are reported, at most 10 lines per 10 s plus a
+   * summary (default: stderr).
+   */
+  logger?: Logger;
 }
 
 /*
@@ -40,6 +46,9 @@ export interface NatsTransportOptions {
  */
 const OK = 0;
 const ERR = 1;
+// setTimeout fires at once for larger delays: a huge leaseMs must not turn renewals into a busy loop.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 interface ClientPending {
   resolve(v: unknown): void;
@@ -78,6 +87,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private readonly timeoutMs: number;
   private readonly maxBuffered: number;
   private readonly leaseMs: number;
+  private readonly log: RateLimitedLogger;
   private closed = false;
 
   // client side
@@ -99,7 +109,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   constructor(opts: NatsTransportOptions) {
     const where = "NatsTransport options";
     checkObject(where, opts, '{ connection, namespace: "rl", name: "policy" }');
-    rejectUnknown(where, opts, ["connection", "namespace", "name", "timeoutMs", "maxBuffered", "leaseMs"]);
+    rejectUnknown(where, opts, ["connection", "namespace", "name", "timeoutMs", "maxBuffered", "leaseMs", "logger"]);
     if (isBusConnection(opts.connection)) this.conn = opts.connection;
     else if (isNatsConnection(opts.connection)) this.conn = wrapNatsConnection(opts.connection);
     else throw new InvalidOptionsError(`${where}: connection must be a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
@@ -110,7 +120,13 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? TRANSPORT_DEFAULTS.timeoutMs, 1, "deadlines are in milliseconds");
     this.maxBuffered = checkInt(where, "maxBuffered", opts.maxBuffered ?? TRANSPORT_DEFAULTS.maxBuffered, 1, "bound on requests a server queues");
     this.leaseMs = checkInt(where, "leaseMs", opts.leaseMs ?? TRANSPORT_DEFAULTS.leaseMs, 20, "raise it above your longest synchronous model call");
-    this.buffer = new RequestBuffer<Held<I>>((item) => this.release(item));
+    this.log = rateLimitedLogger(checkLogger(where, opts.logger) ?? stderrLogger());
+    // A request whose caller's deadline passed in the queue is still answered (its caller is
+    // gone, the reply is dropped): every request gets exactly one reply.
+    this.buffer = new RequestBuffer<Held<I>>((item) => this.answer(item, this.encodeError(new CallTimeoutError(
+      `inference request to ${this.subject} waited past its deadline in the queue and did not run`,
+      { details: { subject: this.subject } },
+    ))));
   }
 
   // ---------------------------------------------------------------- client side
@@ -141,7 +157,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
             reject(err);
             return;
           }
-          if (decoded[0] === OK) resolve(decoded[1] as O);
+          if (!Array.isArray(decoded)) reject(new CodecError(`malformed reply from ${this.subject}: expected [0, result] or [1, error]`));
+          else if (decoded[0] === OK) resolve(decoded[1] as O);
           else reject(errorFromWire(decoded[1] as WireError));
         },
         (err) => {
@@ -237,12 +254,12 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       const sub: NatsSubscription = nc.subscribe(this.subject, {
         queue: QUEUE_INFERENCE,
         callback: (err: Error | null, msg: Msg) => {
-          if (!err) this.onRequest(msg as Inbound);
+          if (!err) this.onRequestSafely(msg as Inbound);
         },
       });
       this.serverSub = { drain: () => sub.drain().catch(() => {}) };
     } else {
-      const sub = this.conn.transport.subscribe(this.subject, (msg) => this.onRequest(msg), { queue: QUEUE_INFERENCE });
+      const sub = this.conn.transport.subscribe(this.subject, (msg) => this.onRequestSafely(msg), { queue: QUEUE_INFERENCE });
       this.serverSub = { drain: async () => sub.unsubscribe() };
     }
     this.removeCloseHook = this.conn.onClose(() => this.onConnectionClose());
@@ -257,6 +274,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const sub = this.serverSub;
     this.serverSub = undefined;
     await sub?.drain();
+    this.log.flush();
   }
 
   drain(maxItems: number): Drained<I> {
@@ -310,7 +328,38 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     return this.heldItems.size;
   }
 
+  /** nats.js calls this from its socket reader, where a throw would leave the connection deaf. */
+  private onRequestSafely(msg: Inbound): void {
+    try {
+      this.onRequest(msg);
+    } catch (err) {
+      this.log.warn("inference request handler failed", { subject: this.subject, reason: brief(err) });
+      this.reply(msg, err);
+    }
+  }
+
+  /** Why a decoded request cannot be served, or undefined if it is well formed. */
+  private malformed(req: unknown): string | undefined {
+    if (!Array.isArray(req) || req.length !== 5) return "expected [seq, leaseSubject, deadlineMs, leaseMs, input]";
+    const [seq, leaseSubject, deadlineMs, leaseMs] = req;
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return "seq must be an integer >= 0";
+    // Renewals are published to this subject: only this server's lease subjects are accepted,
+    // or a request could make the server publish anywhere in the account.
+    const prefix = `${this.subject}.lease.`;
+    if (typeof leaseSubject !== "string" || !leaseSubject.startsWith(prefix) || !CLIENT_ID.test(leaseSubject.slice(prefix.length))) {
+      return `leaseSubject must be ${prefix}<client id>`;
+    }
+    if (typeof deadlineMs !== "number" || !Number.isFinite(deadlineMs) || deadlineMs <= 0) return "deadlineMs must be a finite number of milliseconds > 0";
+    if (typeof leaseMs !== "number" || !Number.isFinite(leaseMs) || leaseMs < 20) return "leaseMs must be a finite number of milliseconds >= 20";
+    return undefined;
+  }
+
   private onRequest(msg: Inbound): void {
+    if (!msg.reply) {
+      // Clients always ask for a reply: this is someone else's publish, and nobody would hear the result.
+      this.log.warn("inference request without reply subject dropped", { subject: this.subject, bytes: msg.data.length });
+      return;
+    }
     if (!this.listening) {
       this.reply(msg, new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } }));
       return;
@@ -323,22 +372,26 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     try {
       req = this.conn.codec.decode(msg.data);
     } catch (err) {
+      this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
       this.reply(msg, err);
       return;
     }
-    if (!Array.isArray(req) || req.length !== 5 || typeof req[0] !== "number" || typeof req[1] !== "string" || typeof req[2] !== "number" || typeof req[3] !== "number") {
-      this.reply(msg, new CodecError(`malformed inference request on ${this.subject}; send it with NatsTransport.submit`));
+    const why = this.malformed(req);
+    if (why) {
+      this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: why });
+      this.reply(msg, new CodecError(`malformed inference request on ${this.subject}: ${why}; send it with NatsTransport.submit`, { details: { subject: this.subject } }));
       return;
     }
+    const r = req as [number, string, number, number, unknown];
     const now = performance.now();
     const h: Held<I> = {
-      input: req[4] as I,
+      input: r[4] as I,
       msg,
-      seq: req[0],
-      leaseSubject: req[1],
-      leaseMs: req[3],
+      seq: r[0],
+      leaseSubject: r[1],
+      leaseMs: r[3],
       receivedAt: now,
-      expiresAt: now + req[2],
+      expiresAt: now + r[2],
       settled: false,
     };
     this.heldItems.add(h);
@@ -347,20 +400,18 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   }
 
   private reply(msg: Inbound, error: unknown): void {
-    try {
-      msg.respond(this.encodeError(error));
-    } catch {
-      // The connection is gone; the caller's lease or deadline reports it.
-    }
+    this.send(msg, this.encodeError(error));
+  }
+
+  /** Never throws; a reply over max_payload goes out as a CodecError saying so. */
+  private send(msg: Inbound, bytes: Uint8Array): void {
+    const problem = respondSafely(msg, bytes, this.conn.codec, this.conn.transport.maxPayload);
+    if (problem) this.log.warn("inference reply not sent as is", { subject: this.subject, reason: problem });
   }
 
   private answer(h: Held<I>, bytes: Uint8Array): void {
     this.release(h);
-    try {
-      h.msg.respond(bytes);
-    } catch {
-      // Connection closed under us: the caller's lease check reports the loss.
-    }
+    this.send(h.msg, bytes);
   }
 
   private release(h: Held<I>): void {
@@ -377,7 +428,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (this.renewTimer || this.heldItems.size === 0) return;
     let minLease = Infinity;
     for (const h of this.heldItems) if (h.leaseMs < minLease) minLease = h.leaseMs;
-    const periodMs = Math.max(5, Math.floor(minLease / 4));
+    const periodMs = Math.min(MAX_TIMER_MS, Math.max(5, Math.floor(minLease / 4)));
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;
       this.renew(periodMs);
@@ -403,7 +454,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       try {
         this.conn.transport.publish(subject, this.conn.codec.encode(seqs));
       } catch {
-        return; // connection closed; callers' leases lapse
+        // Connection closed (every client's lease lapses) or this one subject refused: the
+        // other clients must still be renewed.
       }
     }
   }

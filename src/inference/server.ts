@@ -14,7 +14,10 @@ export interface InferenceServerOptions<I, O, B, R> {
   minBatchSize?: number;
   /** How long the loop waits for work, and for `minBatchSize` to fill. Default 10 ms. */
   timeoutMs?: number;
-  /** Items -> model input. Default `stack` (tensor records -> one array per key). */
+  /**
+   * Items -> model input. Default `stack` (tensor records -> one array per key). A batch it
+   * throws on is halved until the inputs it cannot take stand alone; only their callers fail.
+   */
   collate?: (items: I[]) => B;
   /** Model output -> one result per item. Default: an array as is, else `unstack`. */
   split?: (output: R, batchSize: number) => O[];
@@ -219,8 +222,23 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   private async runBatch(inputs: I[], callbacks: unknown[], receivedAt: number[]): Promise<void> {
     const t = this.transport;
     const n = callbacks.length;
+    let batch: B;
     try {
-      const batch = this.collate(inputs);
+      batch = this.collate(inputs);
+    } catch (err) {
+      if (n > 1) {
+        // One malformed input (a buggy or hostile client) must not fail the requests batched
+        // with it: halve until the inputs that cannot be collated stand alone.
+        const mid = n >> 1;
+        await this.runBatch(inputs.slice(0, mid), callbacks.slice(0, mid), receivedAt.slice(0, mid));
+        await this.runBatch(inputs.slice(mid), callbacks.slice(mid), receivedAt.slice(mid));
+        return;
+      }
+      this.recorder.failedBatch();
+      for (const cb of callbacks) t.resolveException(cb, err);
+      return;
+    }
+    try {
       const start = performance.now();
       const output = await this.model(batch);
       const modelMs = performance.now() - start;

@@ -63,7 +63,9 @@ function product(shape: readonly number[]): number {
 
 function checkShape(shape: unknown, where: string): readonly number[] {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new TensorRecordError(`${where}: shape must be an array of non-negative integers (got ${JSON.stringify(shape)})`);
+    // Not JSON.stringify: a shape decoded from the wire may hold BigInts, which it throws on.
+    const got = Array.isArray(shape) ? `[${shape.slice(0, 8).map((d) => `${typeof d === "bigint" ? `${d}n` : String(d)}`).join(", ")}${shape.length > 8 ? ", ..." : ""}]` : typeof shape;
+    throw new TensorRecordError(`${where}: shape must be an array of non-negative integers (got ${got})`);
   }
   return shape;
 }
@@ -85,7 +87,11 @@ export function asTensor(value: unknown, where: string): { data: TypedArray; sha
 function describe(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a plain array; use a typed array such as Float32Array";
-  if (typeof v === "object") return (v as object).constructor?.name ?? "object";
+  if (typeof v === "object") {
+    // A record decoded from the wire can have its own "constructor" key holding anything.
+    const name = (v as object).constructor?.name;
+    return typeof name === "string" ? name : "object";
+  }
   return typeof v;
 }
 

@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { checkInt } from "../actor/index.ts";
-import { connectBus, createLocalBus, localConnection, type BusConnection, type ConnectionOptions, type LocalBus } from "../connection/index.ts";
+import { checkLogger, connectBus, createLocalBus, localConnection, type BusConnection, type ConnectionOptions, type LocalBus, type Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { subjectsFor, validateName } from "../subjects/index.ts";
 import { openKvStore } from "./kv-store.ts";
@@ -34,6 +34,11 @@ export interface GetServicesOptions extends ConnectionOptions {
   hostId?: string;
   /** Local backend only: the in-process bus to use (default: one shared by the whole process). */
   localBus?: LocalBus;
+  /**
+   * Where the actors this registry hosts report malformed inbound messages; each host limits it
+   * to 10 lines per 10 s plus a summary. Default: stderr.
+   */
+  logger?: Logger;
 }
 
 // The local backend is "a cluster inside this process": two getServices({backend: "local"})
@@ -53,6 +58,7 @@ export async function getServices(options: GetServicesOptions = {}): Promise<Ser
   const controlTimeoutMs = checkInt("getServices", "controlTimeoutMs", options.controlTimeoutMs ?? 2_000, 1, "deadlines are in milliseconds");
   const staleAfterMs = checkInt("getServices", "staleAfterMs", options.staleAfterMs ?? 1_500, 0, "milliseconds; keep it above the reconnect time");
   const hostId = validateName("host id", options.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host"));
+  const logger = checkLogger("getServices", options.logger);
   if (options.registryReplicas !== undefined && options.registryReplicas !== "auto") {
     checkInt("getServices", "registryReplicas", options.registryReplicas, 1, 'use 1, 3 or 5, or "auto"');
   }
@@ -79,5 +85,5 @@ export async function getServices(options: GetServicesOptions = {}): Promise<Ser
       throw err;
     }
   }
-  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs, staleAfterMs });
+  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs, staleAfterMs, logger });
 }

@@ -22,7 +22,7 @@ function explain(err: unknown, bucket: string, opening = false): unknown {
     return new ServiceUnavailableError(`the registry bucket ${bucket} has no JetStream leader right now (failover in progress); retry`, { cause: err });
   }
   if (/permission|authoriz/i.test(m)) {
-    return new PermissionError(`not allowed to use the registry bucket ${bucket}: ${m}; the account needs $JS.API.> and $KV.${bucket}.> permissions`, { cause: err });
+    return new PermissionError(`not allowed to use the registry bucket ${bucket}: ${m}; this user needs publish on $KV.${bucket}.> and the JetStream API of stream KV_${bucket} (see the TENANT_A permissions in nats.conf), or the namespace is another tenant's`, { cause: err });
   }
   if (/jetstream not enabled|503|no responders/i.test(m)) {
     return new ActorBusError(`the NATS server has no JetStream (the registry needs it): start it with -js, or use nats.conf from the actorbus checkout`, { cause: err });

@@ -13,7 +13,7 @@ import {
   type InstanceInfo,
   type ServiceHandle,
 } from "../actor/index.ts";
-import type { BusConnection, Subscription } from "../connection/index.ts";
+import type { BusConnection, Logger, Subscription } from "../connection/index.ts";
 import {
   ClosedError,
   ServiceExistsError,
@@ -41,6 +41,8 @@ export interface RegistryParams {
   controlTimeoutMs: number;
   /** How long a service must stay silent before its registry entry is taken for stale. */
   staleAfterMs: number;
+  /** Passed to every actor host this registry starts (each limits it on its own). */
+  logger?: Logger;
 }
 
 interface Hosted {
@@ -157,6 +159,7 @@ export function createRegistry(p: RegistryParams): Services {
       instanceId: info.instanceId,
       hostId: p.hostId,
       options,
+      logger: p.logger,
       onRemoteStop: () => void forget(info.instanceId),
     });
     await host.listenControl();

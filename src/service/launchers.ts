@@ -56,6 +56,7 @@ export async function liveAgents(conn: BusConnection, subjects: Subjects, timeou
       const e = await store.get(key);
       const kvRecord = e && decodeRecord<HostRecord>(e.value);
       if (!kvRecord?.hostId) return undefined;
+      const askedAt = Date.now();
       try {
         return unwrapReply<HostRecord>(conn.codec, await conn.transport.request(subjects.agent(kvRecord.hostId), conn.codec.encode({ op: "ping" }), timeoutMs));
       } catch (err) {
@@ -63,6 +64,16 @@ export async function liveAgents(conn: BusConnection, subjects: Subjects, timeou
           // A key left by an agent that died: nobody else will remove it.
           if (e) await store.delete(key, e.revision).catch(() => {});
           return undefined;
+        }
+        // No answer, but the server still has its subscription: busy, or cut off from the
+        // network before the server noticed (that takes its ping interval). A cut-off agent
+        // cannot heartbeat either: if it missed two while we waited, do not place on it (a
+        // spawn there would wait out its whole start timeout). Revisions, not clocks: the
+        // agent's clock is another host's.
+        const hb = Number(kvRecord.heartbeatMs) > 0 ? Number(kvRecord.heartbeatMs) : 1_000;
+        if (Date.now() - askedAt >= 2 * hb) {
+          const now = await store.get(key).then((x) => ({ entry: x }), () => undefined); // undefined: cannot tell
+          if (now && (!now.entry || now.entry.revision === e!.revision)) return undefined;
         }
         return kvRecord; // busy, not gone
       }
@@ -80,6 +91,48 @@ export function createAgentLauncher(conn: BusConnection, subjects: Subjects, con
   const ask = async <T>(hostId: string, req: unknown, timeoutMs: number): Promise<T> =>
     unwrapReply<T>(codec, await transport.request(subjects.agent(hostId), codec.encode(req), timeoutMs));
   const placed = new Map<string, Set<string>>(); // hostId -> procIds we started there
+  // Stops an agent did not confirm: it is gone (and its processes with it: they exit when their
+  // agent does), or cut off from NATS with its processes still running. In the second case
+  // nobody else would stop them once the link is back (the agent's lease sees this controller
+  // alive), so the stop is sent again until the agent answers or this launcher closes.
+  const unconfirmed = new Map<string, Set<string>>(); // hostId -> procIds
+  let retryTimer: ReturnType<typeof setInterval> | undefined;
+  let retrying = false;
+  let closed = false;
+  const retryStops = async () => {
+    if (retrying) return;
+    retrying = true;
+    try {
+      await Promise.all(
+        [...unconfirmed].map(async ([hostId, ids]) => {
+          const procIds = [...ids];
+          try {
+            await ask(hostId, { op: "stop", procIds, graceMs: 0 }, controlTimeoutMs);
+          } catch {
+            return; // still unreachable: next round
+          }
+          for (const id of procIds) ids.delete(id);
+          if (ids.size === 0) unconfirmed.delete(hostId);
+        }),
+      );
+    } finally {
+      retrying = false;
+      if (unconfirmed.size === 0 && retryTimer) {
+        clearInterval(retryTimer);
+        retryTimer = undefined;
+      }
+    }
+  };
+  const remember = (hostId: string, procIds: string[]) => {
+    if (closed) return;
+    let ids = unconfirmed.get(hostId);
+    if (!ids) unconfirmed.set(hostId, (ids = new Set()));
+    for (const id of procIds) ids.add(id);
+    if (!retryTimer) {
+      retryTimer = setInterval(() => void retryStops(), Math.max(250, controlTimeoutMs / 2));
+      retryTimer.unref();
+    }
+  };
   return {
     mode: "agents",
     capacity: async () => (await liveAgents(conn, subjects, controlTimeoutMs)).map(capacityOf),
@@ -92,13 +145,16 @@ export function createAgentLauncher(conn: BusConnection, subjects: Subjects, con
     },
     async stop(hostId, procIds, graceMs) {
       for (const id of procIds) placed.get(hostId)?.delete(id);
-      await ask(hostId, { op: "stop", procIds, graceMs }, graceMs + controlTimeoutMs).catch(() => {
-        // The agent is gone, and its processes with it (they exit when their agent does).
-      });
+      await ask(hostId, { op: "stop", procIds, graceMs }, graceMs + controlTimeoutMs).catch(() => remember(hostId, procIds));
     },
     async close(graceMs) {
       await Promise.all([...placed].map(([hostId, ids]) => (ids.size ? this.stop(hostId, [...ids], graceMs) : undefined)));
       placed.clear();
+      // Once this controller is gone, agents stop what is left of it themselves (their lease).
+      closed = true;
+      if (retryTimer) clearInterval(retryTimer);
+      retryTimer = undefined;
+      unconfirmed.clear();
     },
   };
 }

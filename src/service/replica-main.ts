@@ -49,14 +49,18 @@ async function loadClass(moduleUrl: string, exportName: string): Promise<unknown
 
 async function serve(msg: StartMessage): Promise<void> {
   const { spec, connection } = msg;
-  // Secrets never travel in the spec: user/password/token come from the environment the
-  // spawner (agent or caller) was started with, as for the CLI.
+  // Secrets never travel in the spec: the spawner's credentials come over this IPC channel, or
+  // from the environment it was started with, as for the CLI.
   const env = process.env;
-  conn = await connectBus({
-    servers: connection.servers,
+  const auth = connection.auth ?? {
     credsFile: connection.credsFile ?? env.NATS_CREDS,
     ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}),
     ...(env.NATS_TOKEN ? { token: env.NATS_TOKEN } : {}),
+  };
+  conn = await connectBus({
+    servers: connection.servers,
+    ...auth,
+    ...(connection.inboxPrefix ? { inboxPrefix: connection.inboxPrefix } : {}),
     name: `actorbus-replica-${spec.label}`,
     devServer: "never",
   });

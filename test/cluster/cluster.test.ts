@@ -5,7 +5,7 @@ import { getServices } from "../../src/index.ts";
 import { CounterService } from "../fixtures/services.ts";
 import { startNatsCluster, type NatsCluster } from "../helpers/cluster.ts";
 import { testUrl, uniqueNamespace } from "../helpers/nats.ts";
-import { clusterNodeKill, singleServerRestart, type ScenarioReport } from "../helpers/scenarios.ts";
+import { clusterNodeKill, hostileFlood, singleServerRestart, type ScenarioReport } from "../helpers/scenarios.ts";
 
 const replicasOf = async (url: string, bucket: string) => {
   const nc = await connect({ servers: url });
@@ -20,7 +20,8 @@ const show = (r: ScenarioReport) =>
   console.log(
     `      ${r.scenario}: attempted ${r.attempted}, succeeded ${r.succeeded} (${(r.successRate * 100).toFixed(2)}%), ` +
       `failed typed ${r.failedTyped}, untyped ${r.failedUntyped}, hung ${r.hung}, retries ${r.retries}, reconnects ${r.reconnects}, ` +
-      `registry ${r.registryBefore.length} -> ${r.registryAfter.length}, recovery ${r.recoveryMs} ms`,
+      `registry ${r.registryBefore.length} -> ${r.registryAfter.length}, recovery ${r.recoveryMs} ms` +
+      (r.hostile ? `; hostile: ${JSON.stringify(r.hostile)}` : ""),
   );
 
 describe("NATS cluster", function () {
@@ -88,5 +89,19 @@ describe("faults under load", function () {
     expect(r.failedUntyped).to.equal(0);
     expect(r.registryAfter).to.deep.equal(["pid"]);
     expect(r.recoveryMs).to.be.lessThan(2_000);
+  });
+
+  it("keeps serving while hostile payloads flood the service's subjects: every hostile request gets a typed reply", async () => {
+    const r = await hostileFlood({ clients: 2, lanes: 4, loadMs: 1_000, outageMs: 1_500 });
+    show(r);
+    const h = r.hostile!;
+    expect(h.sent, `seed ${h.seed}`).to.be.greaterThan(2_000);
+    expect(h.replies, `seed ${h.seed}: a hostile request went unanswered`).to.equal(h.withReply);
+    expect(h.untypedReplies, `seed ${h.seed}`).to.equal(0);
+    expect(h.typedErrors, `seed ${h.seed}`).to.be.greaterThan(h.withReply / 2);
+    expect(r.hung).to.equal(0);
+    expect(r.failedUntyped).to.equal(0);
+    expect(r.successRate).to.be.at.least(0.99);
+    expect(r.registryAfter).to.deep.equal(["pid"]);
   });
 });

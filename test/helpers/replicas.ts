@@ -39,9 +39,10 @@ export interface AgentProcess {
 const agents = new Set<AgentProcess>();
 
 /** Starts `actorbus agent` as its own process (a simulated host) and waits for its ready line. */
-export async function startAgentProcess(url: string, namespace: string, hostId: string, extra: string[] = []): Promise<AgentProcess> {
+export async function startAgentProcess(url: string, namespace: string, hostId: string, extra: string[] = [], env?: NodeJS.ProcessEnv): Promise<AgentProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", AGENT_MAIN, "--servers", url, "--namespace", namespace, "--host-id", hostId, ...extra], {
     stdio: ["ignore", "pipe", "inherit"],
+    env: env ? { ...process.env, ...env } : process.env,
   });
   const output: string[] = [];
   const exited = new Promise<void>((r) => child.once("exit", () => r()));

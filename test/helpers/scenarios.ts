@@ -1,8 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { getServices, startNatsServer } from "../../src/index.ts";
+import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
+import { unwrapReply } from "../../src/actor/index.ts";
+import { createCodec } from "../../src/codec/index.ts";
+import { ActorBusError, getServices, startNatsServer } from "../../src/index.ts";
+import { subjectsFor } from "../../src/subjects/index.ts";
 import { startNatsCluster } from "./cluster.ts";
+import { hostilePayload, seededRandom } from "./hostile-payloads.ts";
 import { uniqueNamespace, until } from "./nats.ts";
 
 /**
@@ -22,8 +27,22 @@ export interface ScenarioReport {
   errors: Record<string, number>;
   registryBefore: string[];
   registryAfter: string[];
-  /** From the server being back to the first successful call made afterwards. */
+  /** From the server being back (or the flood ending) to the first successful call made afterwards. */
   recoveryMs: number;
+  /** The hostile-flood scenario: garbage sent, and what came back to the requests among it. */
+  hostile?: FloodCounts;
+}
+
+export interface FloodCounts {
+  seed: number;
+  sent: number;
+  withReply: number;
+  replies: number;
+  typedErrors: number;
+  /** Garbage that happened to be a valid call (e.g. a valid request with odd headers), answered normally. */
+  results: number;
+  /** Replies that were neither: must be 0. */
+  untypedReplies: number;
 }
 
 const WORKER = fileURLToPath(new URL("../fixtures/worker.ts", import.meta.url));
@@ -74,7 +93,7 @@ async function underLoad(
   scenario: string,
   hostUrls: string[][],
   clientUrls: string[],
-  fault: { kill(): Promise<void>; restore(): Promise<void> },
+  fault: { kill(namespace: string): Promise<void>; restore(): Promise<void> },
   o: LoadOptions,
 ): Promise<ScenarioReport> {
   const namespace = uniqueNamespace("fault");
@@ -96,7 +115,7 @@ async function underLoad(
     }
     const probe = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50 });
     await new Promise((r) => setTimeout(r, o.loadMs)); // steady load before the fault
-    await fault.kill();
+    await fault.kill(namespace);
     await new Promise((r) => setTimeout(r, o.outageMs));
     await fault.restore();
     const back = Date.now();
@@ -152,6 +171,84 @@ export async function singleServerRestart(o: LoadOptions): Promise<ScenarioRepor
       o,
     );
   } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Publishes hostile payloads at a service's call and control subjects as fast as the server takes
+ * them (flush every batch), half of them as requests whose replies are checked for typed errors.
+ */
+function createFlooder(url: string, seed: number) {
+  const codec = createCodec();
+  const counts: FloodCounts = { seed, sent: 0, withReply: 0, replies: 0, typedErrors: 0, results: 0, untypedReplies: 0 };
+  let nc: NatsConnection | undefined;
+  let running: Promise<void> | undefined;
+  let stop = false;
+  return {
+    counts,
+    async start(namespace: string) {
+      nc = await connect({ servers: url, noAsyncTraces: true });
+      const inbox = createInbox();
+      nc.subscribe(inbox, {
+        callback: (_err, msg) => {
+          counts.replies++;
+          try {
+            unwrapReply(codec, msg.data);
+            counts.results++;
+          } catch (err) {
+            if (err instanceof ActorBusError) counts.typedErrors++;
+            else counts.untypedReplies++;
+          }
+        },
+      });
+      const subjects = subjectsFor(namespace);
+      const targets = [subjects.call("pid"), subjects.control("pid")];
+      const valid = codec.encode(["pid", [], 1_000]);
+      const rand = seededRandom(seed);
+      const c = nc;
+      running = (async () => {
+        while (!stop) {
+          for (let i = 0; i < 200; i++) {
+            const p = hostilePayload(rand, valid);
+            const reply = rand() < 0.5 ? inbox : undefined;
+            if (reply) counts.withReply++;
+            c.publish(targets[counts.sent % targets.length]!, p.data, { reply, headers: p.headers });
+            counts.sent++;
+          }
+          await c.flush();
+        }
+      })();
+    },
+    async stop() {
+      stop = true;
+      await running;
+    },
+    async close() {
+      await this.stop();
+      await nc?.flush().catch(() => {});
+      await nc?.close();
+    },
+  };
+}
+
+/** One server; hostile payloads flooded at the service's subjects while client processes call it. */
+export async function hostileFlood(o: LoadOptions & { seed?: number }): Promise<ScenarioReport> {
+  const server = await startNatsServer();
+  const flood = createFlooder(server.url, o.seed ?? Math.floor(Math.random() * 2 ** 31));
+  try {
+    const report = await underLoad(
+      "single server: hostile payloads flooded at the service under load",
+      [[server.url]],
+      [server.url],
+      { kill: (ns) => flood.start(ns), restore: () => flood.stop() },
+      o,
+    );
+    // Requests sent just before the flood stopped may still be answered: wait for the stragglers.
+    await until(() => flood.counts.replies >= flood.counts.withReply, 5_000, "replies to every hostile request").catch(() => {});
+    return { ...report, hostile: { ...flood.counts } };
+  } finally {
+    await flood.close();
     await server.stop();
   }
 }
