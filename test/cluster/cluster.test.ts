@@ -80,6 +80,7 @@ describe("faults under load", function () {
     expect(r.successRate).to.be.at.least(0.99);
     expect(r.registryAfter).to.deep.equal(r.registryBefore);
     expect(r.registryBefore).to.deep.equal(["pid"]);
+    expect(r.reconnects, "the client that started on the killed node fails over").to.be.at.least(1);
   });
 
   it("survives a single-server restart: registry intact, calls resume within 2 s", async () => {

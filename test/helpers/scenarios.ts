@@ -95,6 +95,8 @@ async function underLoad(
   clientUrls: string[],
   fault: { kill(namespace: string): Promise<void>; restore(): Promise<void> },
   o: LoadOptions,
+  /** The URLs client process i is given (default: all); a cluster client learns the rest from the server. */
+  clientUrlsOf: (i: number) => string[] = () => clientUrls,
 ): Promise<ScenarioReport> {
   const namespace = uniqueNamespace("fault");
   const procs: Proc[] = [];
@@ -108,7 +110,7 @@ async function underLoad(
     const registryBefore = await admin.list();
     const clients: Proc[] = [];
     for (let i = 0; i < o.clients; i++) {
-      const c = run(CLIENT, [JSON.stringify({ servers: clientUrls, namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })]);
+      const c = run(CLIENT, [JSON.stringify({ servers: clientUrlsOf(i), namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })]);
       clients.push(c);
       procs.push(c);
       await c.line();
@@ -153,6 +155,9 @@ export async function clusterNodeKill(o: LoadOptions): Promise<ScenarioReport> {
       cluster.urls,
       { kill: () => cluster.nodes[0]!.kill("SIGKILL"), restore: async () => (await cluster.nodes[0]!.restart(), await cluster.ready()) },
       o,
+      // Client i starts on node i % 3, so the killed node has clients that must fail over to
+      // the nodes they learned of from the cluster.
+      (i) => [cluster.urls[i % cluster.urls.length]!],
     );
   } finally {
     await cluster.stop();
