@@ -136,17 +136,17 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     return undefined;
   };
 
-  const onCall = (msg: Inbound) => {
-    try {
-      handleCall(msg);
-    } catch (err) {
-      // A bug of ours, not of the caller; the caller still hears, and the host keeps serving.
-      log.warn("call handler failed", { ...where("call"), reason: brief(err) });
-      send(msg, encodeErr(codec, err), "call");
-    }
-  };
+  // A handler that throws is a bug of ours, not of the caller: the caller still hears.
+  const answerThrow = (subject: "call" | "control") => ({
+    onError: (msg: Inbound, err: unknown) => {
+      log.warn(`${subject} handler failed`, { ...where(subject), reason: brief(err) });
+      send(msg, encodeErr(codec, err), subject);
+    },
+  });
+  const callGuard = answerThrow("call");
+  const controlGuard = answerThrow("control");
 
-  const handleCall = (msg: Inbound) => {
+  const onCall = (msg: Inbound) => {
     if (!msg.reply) {
       // Handles always ask for a reply: this is someone else's publish, and cannot be answered.
       log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
@@ -186,21 +186,12 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     queue.add(() => run(job, method, args)).catch(() => {});
   };
 
-  const onControl = (msg: Inbound) => {
-    try {
-      handleControl(msg);
-    } catch (err) {
-      log.warn("control handler failed", { ...where("control"), reason: brief(err) });
-      send(msg, encodeErr(codec, err), "control");
-    }
-  };
-
   const badControl = (msg: Inbound, why: string) => {
     log.warn("malformed control request", { ...where("control"), bytes: msg.data.length, reason: why });
     send(msg, encodeErr(codec, new CodecError(`malformed control request to ${name}: ${why}`, { details: { service: name } })), "control");
   };
 
-  const handleControl = (msg: Inbound) => {
+  const onControl = (msg: Inbound) => {
     if (!msg.reply) {
       log.warn("control request without reply subject dropped", { ...where("control"), bytes: msg.data.length });
       return;
@@ -241,16 +232,16 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     instance,
     stats: () => stats.snapshot(queue.pending, queue.size),
     async listenControl() {
-      controlSub ??= transport.subscribe(subjects.instance(p.instanceId), onControl);
+      controlSub ??= transport.subscribe(subjects.instance(p.instanceId), onControl, controlGuard);
       await transport.flush();
     },
     async listenCalls() {
       accepting = true;
       if (p.callSubjects) {
-        for (const c of p.callSubjects) subs.push(transport.subscribe(c.subject, onCall, c.queue ? { queue: c.queue } : undefined));
+        for (const c of p.callSubjects) subs.push(transport.subscribe(c.subject, onCall, { ...callGuard, queue: c.queue }));
       } else {
-        subs.push(transport.subscribe(subjects.call(name), onCall, { queue: QUEUE_ACTORS }));
-        subs.push(transport.subscribe(subjects.control(name), onControl, { queue: QUEUE_ACTORS }));
+        subs.push(transport.subscribe(subjects.call(name), onCall, { ...callGuard, queue: QUEUE_ACTORS }));
+        subs.push(transport.subscribe(subjects.control(name), onControl, { ...controlGuard, queue: QUEUE_ACTORS }));
       }
       await transport.flush();
     },

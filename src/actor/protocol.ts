@@ -1,5 +1,5 @@
 import type { Codec } from "../codec/index.ts";
-import type { Inbound } from "../connection/index.ts";
+import { brief, type Inbound } from "../connection/index.ts";
 import { CodecError, errorFromWire, errorToWire, type WireError } from "../errors/index.ts";
 
 /**
@@ -71,5 +71,5 @@ export interface InstanceInfo {
 /** Names a hostile op value for an error message without JSON.stringify, which throws on BigInt. */
 export function describeOp(op: unknown): string {
   if (typeof op !== "string") return op === null ? "null" : typeof op;
-  return JSON.stringify(op.length > 100 ? `${op.slice(0, 100)}...` : op);
+  return JSON.stringify(brief(op, 100));
 }

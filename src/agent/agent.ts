@@ -31,7 +31,6 @@ export interface Agent extends AsyncDisposable {
 
 const enc = new TextEncoder();
 
-
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const o = resolveAgentOptions(options);
   const log = rateLimitedLogger(checkLogger("agent options", options.logger) ?? stderrLogger());
@@ -139,16 +138,6 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   };
 
   const onRequest = (msg: Inbound) => {
-    try {
-      handleRequest(msg);
-    } catch (err) {
-      // A bug of ours: the requester still hears, and the agent keeps serving.
-      log.warn("agent request handler failed", { hostId: o.hostId, subject, reason: brief(err) });
-      send(msg, encodeErr(codec, err));
-    }
-  };
-
-  const handleRequest = (msg: Inbound) => {
     if (!msg.reply) {
       log.warn("agent request without reply subject dropped", { hostId: o.hostId, subject, bytes: msg.data.length });
       return;
@@ -208,7 +197,13 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     }
   };
 
-  const sub: Subscription = transport.subscribe(subject, onRequest);
+  const sub: Subscription = transport.subscribe(subject, onRequest, {
+    // A handler that throws is a bug of ours: the requester still hears, and the agent keeps serving.
+    onError: (msg, err) => {
+      log.warn("agent request handler failed", { hostId: o.hostId, subject, reason: brief(err) });
+      send(msg, encodeErr(codec, err));
+    },
+  });
   await transport.flush();
   await heartbeat();
   const hbTimer = setInterval(() => void heartbeat(), o.heartbeatMs);

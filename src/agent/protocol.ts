@@ -4,7 +4,7 @@ import type { WireError } from "../errors/index.ts";
 /**
  * What it takes to start one process of a replica, wherever it runs (an agent or the caller's
  * machine). Plain data: it crosses NATS to agents and Node's IPC channel to the process.
- * No secrets: replicas connect with the spawner's server URLs (and creds file path, if any).
+ * No secrets: they reach a replica from its spawner over IPC (ProcConnection), never in a spec.
  */
 export interface ProcSpec {
   namespace: string;
@@ -34,7 +34,6 @@ export interface ProcSpec {
 /** Connection settings a spawner hands to its processes over IPC; built on the spawner's host, never sent over NATS. */
 export interface ProcConnection {
   servers: string[];
-  credsFile?: string;
   inboxPrefix?: string;
   /** The spawner's own credentials (IPC only: not argv, env, specs or logs). */
   auth?: ConnectionAuth;

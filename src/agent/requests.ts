@@ -1,10 +1,7 @@
 import { describeOp } from "../actor/index.ts";
+import { MAX_TIMER_MS } from "../connection/index.ts";
 import { CodecError } from "../errors/index.ts";
 import type { AgentRequest, ProcSpec } from "./protocol.ts";
-
-// setTimeout's limit: a larger delay fires at once (with a warning), which would make a huge
-// startTimeoutMs or graceMs from a hostile request mean "now".
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
 const isMs = (v: unknown, min: number) => typeof v === "number" && Number.isFinite(v) && v >= min && v <= MAX_TIMER_MS;

@@ -6,7 +6,7 @@ import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerPro
 import { authOf, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
 import { bounded } from "./bounded.ts";
 import { createRequestMux } from "./request-mux.ts";
-import type { Inbound, Transport } from "./transport.ts";
+import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
 
 /**
  * One NATS connection and what hangs off it: the request mux, the codec and the close hooks of
@@ -113,14 +113,7 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
       const sub = nc.subscribe(subject, {
         queue: o?.queue,
         callback: (err: Error | null, msg: Msg) => {
-          if (err) return;
-          // nats.js calls this from its socket reader: a throw here would end the reader and
-          // leave the connection open but deaf. Hosts report their own failures; this is the floor.
-          try {
-            handler(msg as Inbound);
-          } catch {
-            // swallowed on purpose, see above
-          }
+          if (!err) deliverGuarded(handler, msg as Inbound, o?.onError);
         },
       });
       return { unsubscribe: () => sub.unsubscribe() };

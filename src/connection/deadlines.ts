@@ -6,6 +6,12 @@
  * values, so adding an entry touches a Map and (almost never) the timer: the timer is only
  * re-armed when a new deadline is earlier than the armed one.
  */
+/**
+ * setTimeout's limit: a larger delay fires at once (with a warning), so a huge duration from a
+ * hostile request would mean "now" unless it is checked against this.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface Deadlines<K> {
   add(key: K, timeoutMs: number): void;
   /** Forget a key that completed; cheap, and safe for keys already expired. */

@@ -3,7 +3,7 @@ import { CallTimeoutError, ClosedError, CodecError, ServiceUnavailableError } fr
 import { subjectMatches } from "../subjects/index.ts";
 import type { BusConnection } from "./connection.ts";
 import { createDeadlines } from "./deadlines.ts";
-import type { Inbound, Transport } from "./transport.ts";
+import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
 
 /**
  * The "local" backend's message bus: NATS semantics (queue groups, no-responders, deadlines,
@@ -20,6 +20,7 @@ interface LocalSub {
   subject: string;
   queue?: string;
   handler: (m: Inbound) => void;
+  onError?: (m: Inbound, err: unknown) => void;
 }
 
 const LOCAL_MAX_PAYLOAD = 1024 * 1024; // nats-server's default, so oversize calls fail alike
@@ -70,15 +71,7 @@ export function createLocalBus(): LocalBus {
           return true;
         },
       };
-      // As on NATS, a throwing handler loses its message, not the process (an uncaught
-      // exception from a microtask would end it).
-      queueMicrotask(() => {
-        try {
-          s.handler(msg);
-        } catch {
-          // swallowed on purpose, see above
-        }
-      });
+      queueMicrotask(() => deliverGuarded(s.handler, msg, s.onError));
     }
     return to.length;
   };
@@ -111,7 +104,7 @@ export function createLocalBus(): LocalBus {
       deliver(subject, data.slice());
     },
     subscribe(subject, handler, opts) {
-      const s: LocalSub = { subject, queue: opts?.queue, handler };
+      const s: LocalSub = { subject, queue: opts?.queue, handler, onError: opts?.onError };
       subs.add(s);
       return { unsubscribe: () => void subs.delete(s) };
     },

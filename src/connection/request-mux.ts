@@ -35,9 +35,13 @@ export interface RequestMux {
   close(): void;
 }
 
+/** The reply prefix nats.js was configured with (`inboxPrefix`), "_INBOX" by default. */
+export function inboxPrefixOf(nc: NatsConnection): string {
+  return (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix || "_INBOX";
+}
+
 export function createRequestMux(nc: NatsConnection): RequestMux {
-  const inboxPrefix = (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix || "_INBOX";
-  const inbox = replyInbox(inboxPrefix, nuid.next());
+  const inbox = replyInbox(inboxPrefixOf(nc), nuid.next());
   const prefixLen = inbox.prefix.length;
   const pending = new Map<number, Pending>();
   let nextId = 1;

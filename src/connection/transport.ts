@@ -12,6 +12,29 @@ export interface Subscription {
   unsubscribe(): void;
 }
 
+export interface SubscribeOptions {
+  queue?: string;
+  /** Hears a handler that threw (a host's last chance to answer); without it the message is dropped. */
+  onError?: (msg: Inbound, err: unknown) => void;
+}
+
+/**
+ * Runs a handler where a throw must not escape: nats.js calls subscriptions from its socket
+ * reader, and a throw there ends the reader and leaves the connection open but deaf; the local
+ * bus calls them from microtasks, where a throw would end the process.
+ */
+export function deliverGuarded(handler: (msg: Inbound) => void, msg: Inbound, onError?: (msg: Inbound, err: unknown) => void): void {
+  try {
+    handler(msg);
+  } catch (err) {
+    try {
+      onError?.(msg, err);
+    } catch {
+      // nowhere left to report it
+    }
+  }
+}
+
 export interface Transport {
   /** Largest message the server accepts; calls beyond it fail with CodecError before sending. */
   readonly maxPayload: number;
@@ -21,7 +44,7 @@ export interface Transport {
    */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   publish(subject: string, data: Uint8Array): void;
-  subscribe(subject: string, handler: (msg: Inbound) => void, opts?: { queue?: string }): Subscription;
+  subscribe(subject: string, handler: (msg: Inbound) => void, opts?: SubscribeOptions): Subscription;
   /** Resolves once the server has seen everything sent so far (subscriptions included). */
   flush(): Promise<void>;
 }

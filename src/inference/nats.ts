@@ -1,7 +1,7 @@
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import { respondSafely } from "../actor/index.ts";
-import { brief, checkLogger, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
+import { brief, checkLogger, deliverGuarded, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
@@ -46,8 +46,6 @@ export interface NatsTransportOptions {
  */
 const OK = 0;
 const ERR = 1;
-// setTimeout fires at once for larger delays: a huge leaseMs must not turn renewals into a busy loop.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 interface ClientPending {
@@ -248,18 +246,24 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (this.listening) return;
     this.listening = true;
     const nc = this.conn.nc;
+    const onRequest = (msg: Inbound) => this.onRequest(msg);
+    // A handler that throws is a bug of ours: the requester still hears, the server keeps serving.
+    const onError = (msg: Inbound, err: unknown) => {
+      this.log.warn("inference request handler failed", { subject: this.subject, reason: brief(err) });
+      this.reply(msg, err);
+    };
     if (nc) {
       // nats.js subscriptions can drain: on shutdown, requests already routed to us are still
       // delivered and answered (with InferenceShutdownError) instead of being dropped silently.
       const sub: NatsSubscription = nc.subscribe(this.subject, {
         queue: QUEUE_INFERENCE,
         callback: (err: Error | null, msg: Msg) => {
-          if (!err) this.onRequestSafely(msg as Inbound);
+          if (!err) deliverGuarded(onRequest, msg as Inbound, onError);
         },
       });
       this.serverSub = { drain: () => sub.drain().catch(() => {}) };
     } else {
-      const sub = this.conn.transport.subscribe(this.subject, (msg) => this.onRequestSafely(msg), { queue: QUEUE_INFERENCE });
+      const sub = this.conn.transport.subscribe(this.subject, onRequest, { queue: QUEUE_INFERENCE, onError });
       this.serverSub = { drain: async () => sub.unsubscribe() };
     }
     this.removeCloseHook = this.conn.onClose(() => this.onConnectionClose());
@@ -326,16 +330,6 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   /** Requests this server has received and not answered yet (buffered or in a batch). */
   get held(): number {
     return this.heldItems.size;
-  }
-
-  /** nats.js calls this from its socket reader, where a throw would leave the connection deaf. */
-  private onRequestSafely(msg: Inbound): void {
-    try {
-      this.onRequest(msg);
-    } catch (err) {
-      this.log.warn("inference request handler failed", { subject: this.subject, reason: brief(err) });
-      this.reply(msg, err);
-    }
   }
 
   /** Why a decoded request cannot be served, or undefined if it is well formed. */
@@ -428,6 +422,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (this.renewTimer || this.heldItems.size === 0) return;
     let minLease = Infinity;
     for (const h of this.heldItems) if (h.leaseMs < minLease) minLease = h.leaseMs;
+    // A huge leaseMs must not wrap setTimeout into a busy loop of renewals.
     const periodMs = Math.min(MAX_TIMER_MS, Math.max(5, Math.floor(minLease / 4)));
     this.renewTimer = setTimeout(() => {
       this.renewTimer = undefined;

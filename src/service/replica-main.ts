@@ -49,17 +49,11 @@ async function loadClass(moduleUrl: string, exportName: string): Promise<unknown
 
 async function serve(msg: StartMessage): Promise<void> {
   const { spec, connection } = msg;
-  // Secrets never travel in the spec: the spawner's credentials come over this IPC channel, or
-  // from the environment it was started with, as for the CLI.
-  const env = process.env;
-  const auth = connection.auth ?? {
-    credsFile: connection.credsFile ?? env.NATS_CREDS,
-    ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD } : {}),
-    ...(env.NATS_TOKEN ? { token: env.NATS_TOKEN } : {}),
-  };
+  // Secrets never travel in the spec, nor in this process's environment (the supervisor removes
+  // them): the spawner's credentials come over this IPC channel.
   conn = await connectBus({
     servers: connection.servers,
-    ...auth,
+    ...connection.auth,
     ...(connection.inboxPrefix ? { inboxPrefix: connection.inboxPrefix } : {}),
     name: `actorbus-replica-${spec.label}`,
     devServer: "never",
