@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
@@ -8,6 +9,7 @@ import { ActorBusError, getServices, startNatsServer } from "../../src/index.ts"
 import { subjectsFor } from "../../src/subjects/index.ts";
 import { startNatsCluster } from "./cluster.ts";
 import { hostilePayload, seededRandom } from "./hostile-payloads.ts";
+import { createNetns, netnsGroup } from "./netns.ts";
 import { uniqueNamespace, until } from "./nats.ts";
 
 /**
@@ -27,7 +29,7 @@ export interface ScenarioReport {
   errors: Record<string, number>;
   registryBefore: string[];
   registryAfter: string[];
-  /** From the server being back (or the flood ending) to the first successful call made afterwards. */
+  /** From the end of the fault (server back, flood over, link up) to the first successful call made afterwards. */
   recoveryMs: number;
   /** The hostile-flood scenario: garbage sent, and what came back to the requests among it. */
   hostile?: FloodCounts;
@@ -54,8 +56,11 @@ interface Proc {
   close(): Promise<void>;
 }
 
-function run(script: string, args: string[]): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+/** `wrap` runs the process elsewhere, e.g. inside a network namespace (Netns.command). */
+function run(script: string, args: string[], wrap?: (argv: string[]) => [string, ...string[]], env?: NodeJS.ProcessEnv): Proc {
+  const argv = [process.execPath, "--import", "tsx", script, ...args];
+  const [cmd, ...rest] = wrap ? wrap(argv) : (argv as [string, ...string[]]);
+  const child = spawn(cmd, rest, { stdio: ["pipe", "pipe", "inherit"], env: env ? { ...process.env, ...env } : process.env });
   const rl = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   return {
     child,
@@ -83,15 +88,20 @@ async function firstSuccessAfter(probe: Awaited<ReturnType<typeof getServices>>,
 }
 
 interface LoadOptions {
+  /** For a server with a password: every process of the scenario connects as this user. */
+  auth?: { user: string; pass: string };
   clients: number;
   lanes: number;
   loadMs: number;
   outageMs: number;
 }
 
+/** A host process of the service: the URLs it connects to, and optionally where it runs. */
+type HostAt = string[] | { urls: string[]; command(argv: string[]): [string, ...string[]] };
+
 async function underLoad(
   scenario: string,
-  hostUrls: string[][],
+  hostUrls: HostAt[],
   clientUrls: string[],
   fault: { kill(namespace: string): Promise<void>; restore(): Promise<void> },
   o: LoadOptions,
@@ -100,22 +110,25 @@ async function underLoad(
 ): Promise<ScenarioReport> {
   const namespace = uniqueNamespace("fault");
   const procs: Proc[] = [];
+  const env = o.auth && { NATS_USER: o.auth.user, NATS_PASSWORD: o.auth.pass };
   try {
-    for (const urls of hostUrls) {
-      const h = run(WORKER, ["host-pid", JSON.stringify({ url: urls, namespace })]);
+    for (const at of hostUrls) {
+      const h = Array.isArray(at)
+        ? run(WORKER, ["host-pid", JSON.stringify({ url: at, namespace })], undefined, env)
+        : run(WORKER, ["host-pid", JSON.stringify({ url: at.urls, namespace })], at.command, env);
       procs.push(h);
       await h.line();
     }
-    const admin = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50 });
+    const admin = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50, ...o.auth });
     const registryBefore = await admin.list();
     const clients: Proc[] = [];
     for (let i = 0; i < o.clients; i++) {
-      const c = run(CLIENT, [JSON.stringify({ servers: clientUrlsOf(i), namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })]);
+      const c = run(CLIENT, [JSON.stringify({ servers: clientUrlsOf(i), namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })], undefined, env);
       clients.push(c);
       procs.push(c);
       await c.line();
     }
-    const probe = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50 });
+    const probe = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50, ...o.auth });
     await new Promise((r) => setTimeout(r, o.loadMs)); // steady load before the fault
     await fault.kill(namespace);
     await new Promise((r) => setTimeout(r, o.outageMs));
@@ -255,5 +268,40 @@ export async function hostileFlood(o: LoadOptions & { seed?: number }): Promise<
   } finally {
     await flood.close();
     await server.stop();
+  }
+}
+
+/**
+ * One server reachable on loopback and through a veth link; one host of the service inside a
+ * network namespace, one outside. The namespace's link goes down under load (no TCP reset:
+ * packets just stop, as in a real partition), then comes back. The server pings every second
+ * and drops the cut-off host after two missed pings; until then the queue group still sends it
+ * calls, which time out and are retried. Needs root and `ip netns` (netnsUnavailable() says why not).
+ */
+export async function networkPartition(o: LoadOptions): Promise<ScenarioReport> {
+  const group = netnsGroup();
+  const ns = createNetns(group, "p");
+  const user = "partition";
+  const pass = randomBytes(12).toString("hex");
+  try {
+    // Every interface (the namespace reaches it through its veth), so it has a password.
+    const server = await startNatsServer({
+      args: ["-a", "0.0.0.0"],
+      config: `ping_interval: "1s"\nping_max: 2\nauthorization {\n  user: "${user}"\n  password: "${pass}"\n}\n`,
+    });
+    const at = (host: string) => `nats://${host}:${server.port}`;
+    try {
+      return await underLoad(
+        "partition: the link of one of 2 hosts goes down under load (no reset), then comes back",
+        [{ urls: [at(ns.hostIp)], command: ns.command }, [at("127.0.0.1")]],
+        [at("127.0.0.1")],
+        { kill: async () => ns.setLink(false), restore: async () => ns.setLink(true) },
+        { ...o, auth: { user, pass } },
+      );
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    await ns.destroy();
   }
 }
