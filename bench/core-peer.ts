@@ -29,7 +29,8 @@ if (mode === "raw") {
   await services.close();
 } else if (mode === "watch") {
   const services = await getServices({ servers: url, namespace });
-  const watch = await services.watch();
+  const watch = services.watch();
+  await watch.ready();
   console.log("ready");
   (async () => {
     for await (const e of watch) {

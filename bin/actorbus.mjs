@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// The package ships TypeScript sources; tsx (a dependency) loads them.
-import { register } from "tsx/esm/api";
-
-register();
-const { main } = await import("../src/cli/main.ts");
-process.exitCode = await main(process.argv.slice(2));
+// The package's command. It runs the build (dist/) on plain node: `npm pack` and `npm install`
+// of the repository build it first (the `prepare` script).
+import "../dist/cli/run.js";

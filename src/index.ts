@@ -36,6 +36,7 @@ export {
   InvalidOptionsError,
   ServiceExistsError,
   ServiceNotFoundError,
+  LegacyServiceError,
   ServiceUnavailableError,
   MethodNotFoundError,
   CallTimeoutError,

@@ -7,7 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { getServices, ServiceExistsError } from "../../src/index.ts";
+import { ActorBusError, getServices, ServiceExistsError } from "../../src/index.ts";
 
 export class TokenizerService {
   constructor(private readonly opts: { vocabSize: number }) {}
@@ -89,5 +89,12 @@ async function main() {
   }
 }
 
-if (process.argv[2] === "worker") await worker(Number(process.argv[3]));
-else await main();
+try {
+  if (process.argv[2] === "worker") await worker(Number(process.argv[3]));
+  else await main();
+} catch (err) {
+  // Our errors say what went wrong and what to do (no NATS server, for one): a stack would bury
+  // that line. Anything else is a bug, and its stack is what helps.
+  console.error(err instanceof ActorBusError ? `actorbus example: ${err.message}` : err);
+  process.exitCode = 1;
+}

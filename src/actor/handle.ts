@@ -1,6 +1,7 @@
 import type { BusConnection } from "../connection/index.ts";
 import { ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
+import { durationMs } from "../options/index.ts";
 import { unwrapReply } from "./protocol.ts";
 
 type AnyFn = (...args: any[]) => any;
@@ -43,8 +44,13 @@ export function handleInfo(value: unknown): HandleInfo | undefined {
   return (value as Record<symbol, HandleInfo> | null)?.[HANDLE_INFO];
 }
 
+// Every handle's deadline passes here, whichever default it came from (caller, registry record,
+// registry): a NaN or oversized one would make a call that never times out.
+const checkDeadline = durationMs({ min: 1, hint: "pass timeoutMs to get()/at(), or fix the service's timeoutMs" });
+
 export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
-  const { conn, subjects, name, timeoutMs } = p;
+  const { conn, subjects, name } = p;
+  const timeoutMs = checkDeadline(p.timeoutMs, "timeoutMs", `handle of "${name}"`);
   const subject = subjects.call(name);
   const { codec, transport } = conn;
   const cache = new Map<string, AnyFn>();

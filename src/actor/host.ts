@@ -9,7 +9,7 @@ import {
   ServiceUnavailableError,
 } from "../errors/index.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
-import { callableMethods } from "./methods.ts";
+import { callableMethods, OWNER_LIFECYCLE_METHODS } from "./methods.ts";
 import type { ResolvedActorOptions } from "./options.ts";
 import { describeOp, encodeErr, encodeOk, respondSafely, type CallRequest, type ControlOp, type InstanceInfo } from "./protocol.ts";
 import { createStatsRecorder, type ActorStats } from "./stats.ts";
@@ -29,7 +29,7 @@ export interface ActorHost {
   listenCalls(): Promise<void>;
   /**
    * Stops taking calls, lets running and queued calls finish for up to `graceMs`, fails the rest
-   * with ServiceUnavailableError, then disposes the instance. Idempotent.
+   * with ServiceUnavailableError, then disposes the instance if it owns it. Idempotent.
    */
   stop(graceMs?: number): Promise<void>;
   readonly stopped: boolean;
@@ -52,6 +52,11 @@ export interface ActorHostParams {
   callSubjects?: { subject: string; queue?: string }[];
   /** Where malformed inbound messages are reported, rate-limited per host (default: stderr). */
   logger?: Logger;
+  /**
+   * false: the instance belongs to someone else (registerInstance). stop() then only stops
+   * serving it, and its lifecycle methods are not callable. Default true.
+   */
+  owned?: boolean;
 }
 
 const MAX_ARGS = 65_535;
@@ -65,7 +70,8 @@ interface Job {
 export function createActorHost(p: ActorHostParams): ActorHost {
   const { conn, subjects, name, instance, options } = p;
   const { codec, transport } = conn;
-  const methods = callableMethods(instance);
+  const owned = p.owned ?? true;
+  const methods = owned ? callableMethods(instance) : callableMethods(instance, OWNER_LIFECYCLE_METHODS);
   const queue = new PQueue({ concurrency: options.maxConcurrency });
   const stats = createStatsRecorder();
   const subs: Subscription[] = [];
@@ -169,6 +175,12 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     if (!methods.has(method)) {
       stats.rejected();
       const known = [...methods].sort();
+      if (!owned && OWNER_LIFECYCLE_METHODS.has(method)) {
+        return reply(job, encodeErr(codec, new MethodNotFoundError(
+          `${name}.${method}() is a lifecycle method of an object registered with registerInstance(): only its owner calls it, in its own process; callable: ${known.join(", ") || "no public methods"}`,
+          { details: { service: name, method, methods: known, lifecycle: true } },
+        )));
+      }
       return reply(job, encodeErr(codec, new MethodNotFoundError(
         `${name} has no method "${brief(method, 100)}"; it has ${known.join(", ") || "no public methods"}`,
         { details: { service: name, method: brief(method, 100), methods: known } },
@@ -262,7 +274,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         const err = encodeErr(codec, new ServiceUnavailableError(`${name} stopped before the call finished`));
         for (const job of [...live]) reply(job, err);
         await transport.flush().catch(() => {});
-        await dispose(instance);
+        if (owned) await dispose(instance);
         controlSub?.unsubscribe();
         log.flush();
       })();

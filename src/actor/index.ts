@@ -1,6 +1,6 @@
 export { createActorHost, type ActorHost, type ActorHostParams } from "./host.ts";
 export { createHandle, handleInfo, type ServiceHandle, type HandleInfo, type HandleParams } from "./handle.ts";
-export { resolveActorOptions, ACTOR_DEFAULTS, checkInt, type ActorOptions, type ResolvedActorOptions } from "./options.ts";
-export { callableMethods, declaredMethods, instantiate } from "./methods.ts";
+export { resolveActorOptions, ACTOR_DEFAULTS, type ActorOptions, type ResolvedActorOptions } from "./options.ts";
+export { callableMethods, declaredMethods, instantiate, OWNER_LIFECYCLE_METHODS } from "./methods.ts";
 export { encodeOk, encodeErr, respondSafely, describeOp, unwrapReply, type CallRequest, type Reply, type ControlOp, type InstanceInfo } from "./protocol.ts";
 export { createStatsRecorder, type ActorStats, type StatsRecorder } from "./stats.ts";

@@ -1,3 +1,11 @@
+const NOTHING: ReadonlySet<string> = new Set();
+
+/**
+ * Lifecycle methods of an object registered with registerInstance(): its owner ends it, so no
+ * remote caller may (Symbol.asyncDispose cannot be named by a call at all).
+ */
+export const OWNER_LIFECYCLE_METHODS: ReadonlySet<string> = new Set(["shutdown", "close", "dispose"]);
+
 /**
  * The remotely callable methods of an instance: functions on it or its prototype chain below
  * Object.prototype, except the constructor, names starting with "_" (private by convention) and
@@ -5,11 +13,11 @@
  * must not be able to close a shared service (a Python pool) for everyone.
  * Computed once per instance, so a call never reaches toString, __proto__ and the like.
  */
-export function callableMethods(instance: object): Set<string> {
+export function callableMethods(instance: object, exclude: ReadonlySet<string> = NOTHING): Set<string> {
   const names = new Set<string>();
   for (let o: object | null = instance; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const name of Object.getOwnPropertyNames(o)) {
-      if (name === "constructor" || name === "close" || name.startsWith("_")) continue;
+      if (name === "constructor" || name === "close" || name.startsWith("_") || exclude.has(name)) continue;
       const d = Object.getOwnPropertyDescriptor(o, name);
       if (d && typeof d.value === "function") names.add(name);
     }

@@ -1,4 +1,4 @@
-import { InvalidOptionsError } from "../errors/index.ts";
+import { defineOptions, durationMs, int, num, stringRecord, type SpecFor } from "../options/index.ts";
 
 /** How one hosted actor takes calls. Resource hints are recorded for placement (services). */
 export interface ActorOptions {
@@ -29,32 +29,22 @@ export const ACTOR_DEFAULTS: ResolvedActorOptions = Object.freeze({
   metadata: {},
 });
 
-const KNOWN = new Set(Object.keys(ACTOR_DEFAULTS));
-
-export function checkInt(where: string, key: string, v: unknown, min: number, hint: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-    throw new InvalidOptionsError(`${where}: ${key} must be an integer >= ${min} (got ${String(v)}); ${hint}`, { details: { option: key } });
-  }
-  return v;
-}
+const actorOptions = defineOptions(
+  "actor options",
+  {
+    maxConcurrency: int({ min: 1, hint: "use 1 for one call at a time" }),
+    maxPending: int({ min: 0, hint: "use 0 to reject calls while busy" }),
+    timeoutMs: durationMs({ min: 1, hint: "the default deadline of calls through handles" }),
+    drainTimeoutMs: durationMs({ min: 0, hint: "milliseconds to let in-flight calls finish on close" }),
+    numCpus: num({ min: 0, hint: "a resource hint for placement" }),
+    numGpus: num({ min: 0, hint: "a resource hint for placement" }),
+    metadata: stringRecord('labels such as { team: "rl" }'),
+  } satisfies SpecFor<ActorOptions>,
+  // metadata is copied by its checker, so the frozen default object is never handed out.
+  () => ({ ...ACTOR_DEFAULTS }),
+  { example: "{ maxConcurrency: 4 }", unknownHint: "constructor arguments go after the options object" },
+);
 
 export function resolveActorOptions(opts: ActorOptions | undefined, where = "actor options"): ResolvedActorOptions {
-  const o = opts ?? {};
-  if (typeof o !== "object") throw new InvalidOptionsError(`${where} must be an object such as { maxConcurrency: 4 }`);
-  for (const k of Object.keys(o)) {
-    if (!KNOWN.has(k)) {
-      throw new InvalidOptionsError(
-        `${where}: unknown option "${k}"; valid options are ${[...KNOWN].join(", ")} (constructor arguments go after the options object)`,
-        { details: { option: k } },
-      );
-    }
-  }
-  const r = { ...ACTOR_DEFAULTS, ...o, metadata: { ...(o.metadata ?? {}) } } as ResolvedActorOptions;
-  checkInt(where, "maxConcurrency", r.maxConcurrency, 1, "use 1 for one call at a time");
-  checkInt(where, "maxPending", r.maxPending, 0, "use 0 to reject calls while busy");
-  checkInt(where, "timeoutMs", r.timeoutMs, 1, "deadlines are in milliseconds");
-  checkInt(where, "drainTimeoutMs", r.drainTimeoutMs, 0, "milliseconds to let in-flight calls finish on close");
-  if (typeof r.numCpus !== "number" || r.numCpus < 0) throw new InvalidOptionsError(`${where}: numCpus must be a number >= 0`);
-  if (typeof r.numGpus !== "number" || r.numGpus < 0) throw new InvalidOptionsError(`${where}: numGpus must be a number >= 0`);
-  return r;
+  return actorOptions.parse(opts, where);
 }

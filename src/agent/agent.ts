@@ -1,6 +1,6 @@
 import { hostname } from "node:os";
 import { encodeErr, encodeOk, respondSafely } from "../actor/index.ts";
-import { bounded, brief, checkLogger, connectBus, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
+import { bounded, brief, connectBus, connectionOptions, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
 import { InvalidOptionsError, PlacementError, ServiceUnavailableError } from "../errors/index.ts";
 import { openKvStore } from "../registry/kv-store.ts";
 import { pingInstance } from "../registry/liveness.ts";
@@ -33,10 +33,10 @@ const enc = new TextEncoder();
 
 export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const o = resolveAgentOptions(options);
-  const log = rateLimitedLogger(checkLogger("agent options", options.logger) ?? stderrLogger());
+  const log = rateLimitedLogger(o.logger ?? stderrLogger());
   const subjects = subjectsFor(o.namespace);
-  const conn = options.connection ?? (await connectBus({ ...options, name: options.name ?? `actorbus-agent-${o.hostId}` }));
-  const ownsConnection = !options.connection;
+  const conn = o.connection ?? (await connectBus({ ...connectionOptions.pick(o), name: o.name ?? `actorbus-agent-${o.hostId}` }));
+  const ownsConnection = !o.connection;
   if (conn.backend !== "nats" || !conn.nc) {
     if (ownsConnection) await conn.close();
     throw new InvalidOptionsError("an agent needs a NATS connection: replicas run in other processes");
@@ -88,8 +88,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
 
   const supervisor = createSupervisor({
     hostId: o.hostId,
-    connection: procConnectionFor(conn, options),
-    output: options.output,
+    connection: procConnectionFor(conn, connectionOptions.pick(o)),
+    output: o.output,
     onExit(info, spec, code, signal) {
       release(info.procId);
       byController.get(spec.controllerId)?.delete(info.procId);

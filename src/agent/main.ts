@@ -3,6 +3,7 @@
  * same as `actorbus agent ...`. Tests and examples use it to simulate several hosts.
  */
 import { agentCommand } from "../cli/agent.ts";
+import { UsageError } from "../cli/args.ts";
 import { ActorBusError } from "../errors/index.ts";
 
 agentCommand(process.argv.slice(2)).then(
@@ -13,6 +14,6 @@ agentCommand(process.argv.slice(2)).then(
   (err) => {
     const e = err as Error;
     console.error(err instanceof ActorBusError ? `${e.name} [${err.code}]: ${e.message}` : `error: ${e.stack ?? e.message}`);
-    process.exit(1);
+    process.exit(err instanceof UsageError ? 2 : 1);
   },
 );

@@ -1,15 +1,8 @@
 import { availableParallelism, hostname } from "node:os";
-import { checkInt } from "../actor/index.ts";
-import type { BusConnection, ConnectionOptions, Logger } from "../connection/index.ts";
-import { InvalidOptionsError } from "../errors/index.ts";
+import { CONNECTION_CHECKS, loggerCheck, type BusConnection, type ConnectionOptions, type Logger } from "../connection/index.ts";
+import { custom, defineOptions, durationMs, int, obj, type Resolved, type SpecFor } from "../options/index.ts";
 import { validateName } from "../subjects/index.ts";
 import { resolveAllowedRoots } from "./allowed-modules.ts";
-
-function checkAllow(allow: unknown): string[] | undefined {
-  if (allow === undefined) return undefined;
-  if (!Array.isArray(allow)) throw new InvalidOptionsError(`agent option allow must be an array of directories such as ["/srv/app"] (got ${JSON.stringify(allow)})`);
-  return allow as string[];
-}
 
 export interface AgentOptions extends ConnectionOptions {
   /** Reuse a connection (left open by stop()). */
@@ -58,19 +51,39 @@ export function defaultHostId(): string {
   return hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host";
 }
 
-export function resolveAgentOptions(o: AgentOptions): ResolvedAgentOptions {
-  if (typeof o !== "object" || o === null) throw new InvalidOptionsError("agent options must be an object such as { hostId: \"gpu-1\", gpus: 8 }");
-  const where = "agent options";
-  const r: ResolvedAgentOptions = {
-    namespace: validateName("namespace", o.namespace ?? "default"),
-    hostId: validateName("host id", o.hostId ?? defaultHostId()),
-    cpus: checkInt(where, "cpus", o.cpus ?? availableParallelism(), 0, "the number of replica processes this host takes"),
-    gpus: checkInt(where, "gpus", o.gpus ?? 0, 0, "the number of GPUs this host offers (0 for none)"),
-    heartbeatMs: checkInt(where, "heartbeatMs", o.heartbeatMs ?? 1_000, 50, "milliseconds between heartbeats"),
-    leaseCheckMs: checkInt(where, "leaseCheckMs", o.leaseCheckMs ?? 1_000, 50, "milliseconds between controller liveness checks"),
-    leaseTimeoutMs: checkInt(where, "leaseTimeoutMs", o.leaseTimeoutMs ?? 5_000, 0, "milliseconds a controller may be unreachable before its replicas are stopped"),
-    stopGraceMs: checkInt(where, "stopGraceMs", o.stopGraceMs ?? 3_000, 0, "milliseconds before SIGKILL on stop"),
-    allow: resolveAllowedRoots(checkAllow(o.allow)),
-  };
-  return r;
+const isStream = (v: unknown) => v !== null && typeof v === "object" && typeof (v as NodeJS.WritableStream).write === "function";
+
+const AGENT_CHECKS = {
+  ...CONNECTION_CHECKS,
+  connection: obj<BusConnection>("pass the result of connectBus(), or leave it out to connect here", ["close", "onClose"]),
+  namespace: (v: unknown) => validateName("namespace", v),
+  hostId: (v: unknown) => validateName("host id", v),
+  cpus: int({ min: 0, hint: "the number of replica processes this host takes" }),
+  gpus: int({ min: 0, hint: "the number of GPUs this host offers (0 for none)" }),
+  heartbeatMs: durationMs({ min: 50, hint: "the period of capacity and liveness writes" }),
+  leaseCheckMs: durationMs({ min: 50, hint: "the period of controller liveness checks" }),
+  leaseTimeoutMs: durationMs({ min: 0, hint: "how long a controller may be unreachable before its replicas are stopped" }),
+  stopGraceMs: durationMs({ min: 0, hint: "how long replicas get between SIGTERM and SIGKILL on stop" }),
+  // Each root is checked (exists, is a directory) by resolveAllowedRoots, which names the fix.
+  allow: custom<string[]>(Array.isArray, 'an array of directories such as ["/srv/app"]'),
+  logger: loggerCheck,
+  output: custom<NonNullable<AgentOptions["output"]>>(
+    (v) => v !== null && typeof v === "object" && isStream((v as Record<string, unknown>).stdout) && isStream((v as Record<string, unknown>).stderr),
+    "an object with stdout and stderr streams",
+    "such as { stdout: process.stdout, stderr: process.stderr }",
+  ),
+} satisfies SpecFor<AgentOptions>;
+
+export const agentOptions = defineOptions(
+  "agent options",
+  AGENT_CHECKS,
+  () => ({ namespace: "default", hostId: defaultHostId(), cpus: availableParallelism(), gpus: 0, heartbeatMs: 1_000, leaseCheckMs: 1_000, leaseTimeoutMs: 5_000, stopGraceMs: 3_000 }),
+  { example: '{ hostId: "gpu-1", gpus: 8 }' },
+);
+
+export type ParsedAgentOptions = Resolved<typeof AGENT_CHECKS, ReturnType<typeof agentOptions.defaults>>;
+
+export function resolveAgentOptions(o: AgentOptions): ResolvedAgentOptions & ParsedAgentOptions {
+  const r = agentOptions.parse(o);
+  return { ...r, allow: resolveAllowedRoots(r.allow) };
 }

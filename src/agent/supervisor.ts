@@ -1,14 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { ActorBusError, CallTimeoutError, errorFromWire, ReplicaCrashedError } from "../errors/index.ts";
+import { replicaNodeArgs, siblingPath } from "./node-args.ts";
 import type { ProcConnection, ProcInfo, ProcMessage, ProcSpec, StartMessage } from "./protocol.ts";
 
 /**
  * Starts and watches replica processes on one host: used by agents and by the caller's own
- * machine when no agent runs (the embedded default). A process is `node --import tsx
- * replica-main.ts` with an IPC channel: the spec goes in as the first message, "ready" or
+ * machine when no agent runs (the embedded default). A process is `node [this process's
+ * loader flags] replica-main.js` with an IPC channel: the spec goes in as the first message, "ready" or
  * "failed" comes back, and the channel closing tells the process its spawner is gone.
  */
 export interface Supervisor {
@@ -31,9 +30,7 @@ export interface SupervisorParams {
   output?: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 }
 
-export const REPLICA_ENTRY = fileURLToPath(new URL("../service/replica-main.ts", import.meta.url));
-// Resolved here rather than left to `--import tsx`, which resolves from the process's cwd.
-const TSX_LOADER = createRequire(import.meta.url).resolve("tsx");
+export const REPLICA_ENTRY = siblingPath("../service/replica-main", import.meta.url);
 
 // The process gets the spawner's credentials over IPC (StartMessage.connection.auth); in its
 // environment they would show in /proc/<pid>/environ and leak to whatever it spawns in turn.
@@ -72,7 +69,7 @@ export function createSupervisor(p: SupervisorParams): Supervisor {
     };
     if (spec.gpu) env.CUDA_VISIBLE_DEVICES = gpus.join(",");
     // The namespace and process id are on the command line so `ps` shows whose process it is.
-    const child = spawn(process.execPath, ["--import", TSX_LOADER, REPLICA_ENTRY, "--namespace", spec.namespace, "--proc", spec.procId], {
+    const child = spawn(process.execPath, [...replicaNodeArgs(), REPLICA_ENTRY, "--namespace", spec.namespace, "--proc", spec.procId], {
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       serialization: "advanced",
       env,

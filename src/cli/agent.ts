@@ -1,6 +1,6 @@
 import { startAgent } from "../agent/index.ts";
-import { InvalidOptionsError } from "../errors/index.ts";
-import { connectionFrom, parse } from "./args.ts";
+import { agentOptions } from "../agent/options.ts";
+import { connectionFrom, numericFlag, parse } from "./args.ts";
 
 export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N] [--allow DIR]...
 
@@ -12,13 +12,6 @@ goes away. Several agents on one machine need distinct --host-id values.
 Anyone who can publish to the namespace's agent subjects can ask an agent to start a process,
 so it only starts modules under the --allow directories (repeatable; default: the working
 directory), and refuses environments that set NODE_OPTIONS, LD_*, PYTHONPATH and the like.`;
-
-const int = (name: string, v: string | undefined): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidOptionsError(`--${name} must be a whole number (got ${JSON.stringify(v)})`);
-  return n;
-};
 
 /** `actorbus agent`: runs until SIGINT/SIGTERM, then stops its replica processes. */
 export async function agentCommand(argv: string[]): Promise<string | void> {
@@ -34,9 +27,9 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
     ...connectionFrom(values),
     name: `actorbus-agent-${values["host-id"] ?? "host"}`,
     hostId: values["host-id"],
-    cpus: int("cpus", values.cpus),
-    gpus: int("gpus", values.gpus),
-    heartbeatMs: int("heartbeat-ms", values["heartbeat-ms"]),
+    cpus: numericFlag("agent", "cpus", values.cpus, agentOptions.spec.cpus),
+    gpus: numericFlag("agent", "gpus", values.gpus, agentOptions.spec.gpus),
+    heartbeatMs: numericFlag("agent", "heartbeat-ms", values["heartbeat-ms"], agentOptions.spec.heartbeatMs),
     allow: values.allow as string[] | undefined,
   });
   const r = agent.record();

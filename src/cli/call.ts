@@ -1,23 +1,23 @@
-import { InvalidOptionsError } from "../errors/index.ts";
 import { getServices } from "../registry/index.ts";
-import { connectionFrom, parse } from "./args.ts";
+import { handleOptions } from "../registry/handle-options.ts";
+import { connectionFrom, numericFlag, parse, UsageError } from "./args.ts";
 
 /** `actorbus call <service> <method> [json]`: a JSON array is the argument list, anything else one argument. */
 export async function callCommand(argv: string[]): Promise<string> {
   const { values, positionals } = parse(argv, { "timeout-ms": { type: "string" } });
   const [service, method, json] = positionals;
-  if (!service || !method) throw new InvalidOptionsError("usage: actorbus call <service> <method> [json args] [--namespace N]");
+  if (!service || !method) throw new UsageError("usage: actorbus call <service> <method> [json args] [--namespace N] [--timeout-ms MS]");
+  const timeoutMs = numericFlag("call", "timeout-ms", values["timeout-ms"], handleOptions.spec.timeoutMs);
   let args: unknown[] = [];
   if (json !== undefined) {
     let parsed: unknown;
     try {
       parsed = JSON.parse(json);
     } catch (err) {
-      throw new InvalidOptionsError(`arguments must be JSON, e.g. '["hello", 2]' (${(err as Error).message})`);
+      throw new UsageError(`arguments must be JSON, e.g. '["hello", 2]' (${(err as Error).message})`);
     }
     args = Array.isArray(parsed) ? parsed : [parsed];
   }
-  const timeoutMs = values["timeout-ms"] === undefined ? undefined : Number(values["timeout-ms"]);
   const services = await getServices(connectionFrom(values));
   try {
     const handle = (await services.get(service, { timeoutMs })) as Record<string, (...a: unknown[]) => Promise<unknown>>;

@@ -1,5 +1,6 @@
 import { ActorBusError } from "../errors/index.ts";
 import { agentCommand } from "./agent.ts";
+import { UsageError } from "./args.ts";
 import { callCommand } from "./call.ts";
 import { lsCommand } from "./ls.ts";
 import { resetCommand } from "./reset.ts";
@@ -44,6 +45,6 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const e = err as Error;
     console.error(err instanceof ActorBusError ? `${e.name} [${err.code}]: ${e.message}` : `error: ${e.stack ?? e.message}`);
-    return 1;
+    return err instanceof UsageError ? 2 : 1;
   }
 }

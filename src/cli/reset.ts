@@ -1,11 +1,10 @@
-import { InvalidOptionsError } from "../errors/index.ts";
 import { getServices } from "../registry/index.ts";
-import { connectionFrom, parse } from "./args.ts";
+import { connectionFrom, parse, UsageError } from "./args.ts";
 
 export async function resetCommand(argv: string[]): Promise<string> {
   const { values } = parse(argv, {});
   // Destructive across every worker of the namespace: never default it.
-  if (!values.namespace) throw new InvalidOptionsError("reset stops every service of a namespace: name it with --namespace N");
+  if (!values.namespace) throw new UsageError("reset stops every service of a namespace: name it with --namespace N");
   const services = await getServices(connectionFrom(values));
   try {
     const before = await services.list();

@@ -6,6 +6,7 @@ import { decodeTypedArray, encodeTypedArray } from "./typed-arrays.ts";
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
  * same type. Typed arrays, Map, Set, Date (msgpack timestamp) and BigInt (any size) round-trip;
  * `undefined` object fields are dropped and `undefined` values become `null`, as in JSON.
+ * Bytes (Uint8Array, Buffer) decode as plain Uint8Arrays, whatever class the payload had.
  * Functions, symbols and cycles are refused with a CodecError before
  * anything is sent.
  */
@@ -55,7 +56,7 @@ export function createCodec(): Codec {
     },
     decode<T>(bytes: Uint8Array): T {
       try {
-        return decoder.decode(bytes) as T;
+        return decoder.decode(plainBytes(bytes)) as T;
       } catch (err) {
         // Messages can quote the payload (BigInt text, for one): cut them, or the error reply
         // to a near-max_payload message would itself be too large to send.
@@ -64,6 +65,15 @@ export function createCodec(): Codec {
       }
     },
   };
+}
+
+/**
+ * msgpack hands out bin values as subarrays of its input, and a subarray has its parent's class:
+ * nats.js delivers payloads as Node Buffers, which would reach methods and callers as Buffers.
+ * A plain view over the same memory (no copy) makes every decoded Uint8Array a plain one.
+ */
+function plainBytes(bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function explain(err: unknown): string {

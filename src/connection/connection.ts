@@ -1,10 +1,10 @@
-import { connect } from "@nats-io/transport-node";
 import { PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
-import { authOf, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
+import { authOf, connectionOptions, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
 import { bounded } from "./bounded.ts";
+import { connectNats } from "./nats-connect.ts";
 import { createRequestMux } from "./request-mux.ts";
 import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
 
@@ -41,7 +41,8 @@ export function connectionAuth(conn: BusConnection): ConnectionAuth | undefined 
   return auths.get(conn);
 }
 
-export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConnection> {
+export async function connectBus(options: ConnectionOptions = {}): Promise<BusConnection> {
+  const opts = connectionOptions.parse(options);
   const { servers, explicit } = resolveServers(opts);
   let devServer: NatsServerProcess | undefined;
   let urls = servers;
@@ -53,12 +54,14 @@ export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConne
       urls = [devServer.url];
     }
   }
+  const natsOptions = toNatsOptions(opts, urls);
   let nc: NatsConnection;
   try {
-    nc = await connect(toNatsOptions(opts, urls));
+    nc = await connectNats(natsOptions);
   } catch (err) {
     await devServer?.stop();
-    throw explainConnectError(err, urls, explicit);
+    const source = !explicit ? undefined : opts.servers !== undefined ? "servers" : "NATS_URL";
+    throw explainConnectError(err, urls, { source, devServer: mode, timeoutMs: natsOptions.timeout });
   }
   const bus = wrapNatsConnection(nc, devServer);
   const auth = authOf(opts);
@@ -66,16 +69,39 @@ export async function connectBus(opts: ConnectionOptions = {}): Promise<BusConne
   return bus;
 }
 
-function explainConnectError(err: unknown, rawUrls: string[], explicit: boolean): Error {
+interface ConnectAttempt {
+  /** Where the URLs came from; undefined for the built-in default. */
+  source: "servers" | "NATS_URL" | undefined;
+  devServer: "auto" | "never" | "always";
+  timeoutMs: number | undefined;
+}
+
+function explainConnectError(err: unknown, rawUrls: string[], attempt: ConnectAttempt): Error {
   const m = (err as Error)?.message ?? String(err);
   const urls = rawUrls.map(redactUrl);
+  const where = urls.join(",");
   if (/authoriz|authentic|permission/i.test(m)) {
-    return new PermissionError(`NATS refused the credentials for ${urls.join(",")}: ${m}`, { cause: err });
+    return new PermissionError(`NATS refused the credentials for ${where}: ${m}`, { cause: err });
   }
-  const how = explicit
-    ? "check the URL and that the server is running"
-    : "start one: `apt-get install nats-server && nats-server -js`, or `docker compose up -d` in the actorbus checkout, or set NATS_URL";
-  return new NoServerError(`cannot reach a NATS server at ${urls.join(",")} (${m}); ${how}`, { cause: err });
+  // nats.js says just "timeout": something accepted TCP but never spoke NATS, or nothing answered.
+  const why =
+    (err as Error)?.name === "TimeoutError" || m === "timeout"
+      ? `no NATS greeting within ${attempt.timeoutMs ?? "the connect timeout"} ms (is that a NATS port, not an HTTP one? NATS listens on 4222 by default)`
+      : m;
+  const details = { urls, source: attempt.source ?? "default" };
+  if (attempt.source === undefined) {
+    const how = "start one: `apt-get install nats-server && nats-server -js`, or `docker compose up -d` in the actorbus checkout, or set NATS_URL";
+    return new NoServerError(`cannot reach a NATS server at ${where} (${why}); ${how}`, { cause: err, details });
+  }
+  const drop = attempt.source === "servers" ? "omit `servers` (and leave NATS_URL unset)" : "unset NATS_URL";
+  const fallback =
+    attempt.devServer === "never"
+      ? `or ${drop} to use a server on 127.0.0.1:4222`
+      : `or ${drop} and actorbus starts a private nats-server for this process (devServer: "auto")`;
+  return new NoServerError(
+    `cannot reach a NATS server at ${where}, given by ${attempt.source} (${why}); check the URL and that nats-server is running there, ${fallback}`,
+    { cause: err, details },
+  );
 }
 
 /** Wraps an existing nats.js connection (the caller keeps ownership of `nc` unless closing us). */

@@ -1,10 +1,10 @@
 export { connectBus, connectionAuth, wrapNatsConnection, type BusConnection } from "./connection.ts";
-export type { ConnectionOptions, ConnectionAuth } from "./options.ts";
-export { authOf, redactUrl, resolveServers, DEFAULT_URL } from "./options.ts";
+export type { ConnectionOptions, ConnectionAuth, ResolvedConnectionOptions } from "./options.ts";
+export { authOf, redactUrl, resolveServers, DEFAULT_URL, CONNECTION_CHECKS, CONNECTION_DEFAULTS, connectionOptions } from "./options.ts";
 export { deliverGuarded, type Transport, type Inbound, type Subscription, type SubscribeOptions } from "./transport.ts";
 export { startNatsServer, freePort, findNatsServerBinary, type NatsServerProcess, type NatsServerSpawnOptions } from "./dev-server.ts";
 export { bounded } from "./bounded.ts";
 export { inboxPrefixOf } from "./request-mux.ts";
 export { createDeadlines, MAX_TIMER_MS, type Deadlines } from "./deadlines.ts";
 export { createLocalBus, localConnection, type LocalBus } from "./local.ts";
-export { rateLimitedLogger, stderrLogger, checkLogger, brief, type Logger, type RateLimitedLogger, type RateLimitOptions } from "./log.ts";
+export { rateLimitedLogger, stderrLogger, checkLogger, loggerCheck, brief, type Logger, type RateLimitedLogger, type RateLimitOptions } from "./log.ts";

@@ -1,4 +1,4 @@
-import { InvalidOptionsError } from "../errors/index.ts";
+import { defineOptions, durationMs, fn, int, obj } from "../options/index.ts";
 
 /**
  * Where hosts (actor hosts, agents, inference servers) report inbound messages they cannot serve:
@@ -22,6 +22,17 @@ export interface RateLimitOptions {
 export interface RateLimitedLogger extends Logger {
   flush(): void;
 }
+
+const RATE_LIMIT_OPTIONS = defineOptions(
+  "rateLimitedLogger options",
+  {
+    maxLines: int({ min: 1, hint: "lines passed on per interval" }),
+    intervalMs: durationMs({ min: 1, hint: "the length of one counting window" }),
+    now: fn<() => number>("a clock such as Date.now"),
+  },
+  { maxLines: 10, intervalMs: 10_000, now: Date.now },
+  { example: "{ maxLines: 10, intervalMs: 10_000 }" },
+);
 
 const MAX_TEXT = 200;
 
@@ -59,9 +70,8 @@ export function stderrLogger(): Logger {
  * flooded host neither floods the log nor silences another host's warnings.
  */
 export function rateLimitedLogger(sink: Logger = stderrLogger(), opts: RateLimitOptions = {}): RateLimitedLogger {
-  const maxLines = opts.maxLines ?? 10;
-  const intervalMs = opts.intervalMs ?? 10_000;
-  const now = opts.now ?? Date.now;
+  checkLogger("rateLimitedLogger", sink, "sink");
+  const { maxLines, intervalMs, now } = RATE_LIMIT_OPTIONS.parse(opts);
   let windowStart = now();
   let lines = 0;
   let suppressed = 0;
@@ -118,13 +128,10 @@ export function rateLimitedLogger(sink: Logger = stderrLogger(), opts: RateLimit
   };
 }
 
-/** Options pipelines call this: undefined stays undefined, anything else must have warn(). */
-export function checkLogger(where: string, v: unknown): Logger | undefined {
-  if (v === undefined) return undefined;
-  if (v === null || typeof v !== "object" || typeof (v as Logger).warn !== "function") {
-    throw new InvalidOptionsError(`${where}: logger must be an object with warn(event, details), such as { warn: (e, d) => console.error(e, d) }`, {
-      details: { option: "logger" },
-    });
-  }
-  return v as Logger;
+/** The `logger` option of every host's options. */
+export const loggerCheck = obj<Logger>("pass something with warn(event, details), such as { warn: (e, d) => console.error(e, d) }", ["warn"]);
+
+/** Undefined stays undefined (the caller's default applies), anything else must have warn(). */
+export function checkLogger(where: string, v: unknown, key = "logger"): Logger | undefined {
+  return v === undefined ? undefined : loggerCheck(v, key, where);
 }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions as NatsOptions, Authenticator } from "@nats-io/transport-node";
 import { credsAuthenticator, nkeyAuthenticator } from "@nats-io/transport-node";
 import { InvalidOptionsError } from "../errors/index.ts";
+import { bool, defineOptions, durationMs, int, nested, oneOf, oneOrMany, str, type Resolved, type SpecFor } from "../options/index.ts";
 
 /**
  * How to reach NATS. Everything a deployment needs passes through (auth and TLS); secrets are
@@ -39,6 +40,48 @@ export interface ConnectionOptions {
 
 export const DEFAULT_URL = "nats://127.0.0.1:4222";
 
+const TLS_OPTIONS = defineOptions(
+  "tls",
+  {
+    caFile: str({ nonEmpty: true, expected: "a path to a PEM file" }),
+    certFile: str({ nonEmpty: true, expected: "a path to a PEM file" }),
+    keyFile: str({ nonEmpty: true, expected: "a path to a PEM file" }),
+    handshakeFirst: bool(),
+  },
+  {},
+  { example: '{ caFile: "/etc/nats/ca.pem" }' },
+);
+
+/** The checks of every connection option; entries that also take these (getServices, startAgent) spread them into their own. */
+export const CONNECTION_CHECKS = {
+  servers: oneOrMany(str({ expected: "a URL such as nats://127.0.0.1:4222 (or a list of them)" })),
+  name: str({ nonEmpty: true }),
+  // Secrets: a wrong value is reported by its type only.
+  user: str({ secret: true }),
+  pass: str({ secret: true }),
+  token: str({ secret: true }),
+  nkeySeed: str({ nonEmpty: true, secret: true, expected: 'an NKey user seed ("SU...")' }),
+  credsFile: str({ nonEmpty: true, expected: "a path to a .creds file" }),
+  tls: nested(TLS_OPTIONS),
+  inboxPrefix: str({ nonEmpty: true, expected: 'a subject prefix such as "_INBOX_team_a"' }),
+  devServer: oneOf(["auto", "never", "always"]),
+  maxReconnectAttempts: int({ min: -1, hint: "-1 keeps reconnecting forever" }),
+  reconnectTimeWaitMs: durationMs({ min: 0 }),
+  connectTimeoutMs: durationMs({ min: 1 }),
+} satisfies SpecFor<ConnectionOptions>;
+
+export const CONNECTION_DEFAULTS = Object.freeze({
+  devServer: "auto",
+  maxReconnectAttempts: -1,
+  reconnectTimeWaitMs: 250,
+  connectTimeoutMs: 5_000,
+} as const);
+
+export const connectionOptions = defineOptions("connectBus options", CONNECTION_CHECKS, () => ({ ...CONNECTION_DEFAULTS }), {
+  example: '{ servers: "nats://127.0.0.1:4222" }',
+});
+export type ResolvedConnectionOptions = Resolved<typeof CONNECTION_CHECKS, typeof CONNECTION_DEFAULTS>;
+
 /**
  * The secret part of the options. A process hands it to the children it spawns itself over their
  * private IPC channel (not argv or env, which `ps` and /proc show), and never over NATS.
@@ -72,7 +115,7 @@ export function resolveServers(opts: ConnectionOptions, env: NodeJS.ProcessEnv =
   return { servers: [DEFAULT_URL], explicit: false };
 }
 
-export function toNatsOptions(opts: ConnectionOptions, servers: string[]): NatsOptions {
+export function toNatsOptions(opts: ResolvedConnectionOptions, servers: string[]): NatsOptions {
   const authenticators: Authenticator[] = [];
   if (opts.nkeySeed) authenticators.push(nkeyAuthenticator(new TextEncoder().encode(opts.nkeySeed)));
   if (opts.credsFile) {
@@ -90,9 +133,9 @@ export function toNatsOptions(opts: ConnectionOptions, servers: string[]): NatsO
     name: opts.name ?? `actorbus-${process.pid}`,
     // Async stack traces cost a third of the request rate; our errors carry their own context.
     noAsyncTraces: true,
-    maxReconnectAttempts: opts.maxReconnectAttempts ?? -1,
-    reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
-    timeout: opts.connectTimeoutMs ?? 5_000,
+    maxReconnectAttempts: opts.maxReconnectAttempts,
+    reconnectTimeWait: opts.reconnectTimeWaitMs,
+    timeout: opts.connectTimeoutMs,
     ignoreClusterUpdates: false,
   };
   if (opts.user !== undefined) out.user = opts.user;

@@ -21,6 +21,13 @@ export class ServiceUnavailableError extends ActorBusError {
   override readonly code = "SERVICE_UNAVAILABLE";
   override readonly retryable = true;
 }
+/**
+ * getClient() on a legacy raw actor: a service registered from a class or factory, which the
+ * registry owns; get() is its handle. Only registerInstance() services have owner-side clients.
+ */
+export class LegacyServiceError extends ActorBusError {
+  override readonly code = "LEGACY_SERVICE";
+}
 export class MethodNotFoundError extends ActorBusError {
   override readonly code = "METHOD_NOT_FOUND";
 }

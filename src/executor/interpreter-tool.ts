@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { checkInt, type ServiceHandle } from "../actor/index.ts";
+import type { ServiceHandle } from "../actor/index.ts";
 import { ActorBusError, ClosedError, InvalidOptionsError, ServiceNotFoundError } from "../errors/index.ts";
+import { bool, defineOptions, durationMs, int, obj, oneOrMany, str, type Resolved, type SpecFor } from "../options/index.ts";
+import { getServicesOptions } from "../registry/get-services.ts";
 import { getServices, type GetServicesOptions, type Services } from "../registry/index.ts";
+import { validateName } from "../subjects/index.ts";
 import { extractPythonBlocks, formatBlockMessage } from "./code-blocks.ts";
 import { createPersistentRunner, createTemporaryRunner, type BlockRunner } from "./local-runners.ts";
 import { resolveExecutorOptions, type PythonExecutorOptions } from "./options.ts";
@@ -48,7 +51,40 @@ export interface RunResult {
   results: ExecutionResult[];
 }
 
-const KNOWN = new Set(["services", "namespace", "serviceName", "servers", "connect", "registry", "persistent", "timeoutMs", "callTimeoutMs", "executor", "maxProcesses"]);
+type ConnectOptions = NonNullable<PythonInterpreterOptions["connect"]>;
+
+const INTERPRETER_CHECKS = {
+  services: (v: unknown) => {
+    if (v === null || (INTERPRETER_BACKENDS as readonly unknown[]).includes(v)) return v as "nats" | "local" | null;
+    throw new InvalidOptionsError(`invalid services backend ${JSON.stringify(v)}: use "nats" or "local" for a shared PythonExecutorService, or null for local processes`, {
+      details: { option: "services", valid: [...INTERPRETER_BACKENDS, null] },
+    });
+  },
+  namespace: (v: unknown) => validateName("namespace", v),
+  serviceName: (v: unknown) => validateName("service", v),
+  servers: oneOrMany(str({ expected: "a URL such as nats://127.0.0.1:4222 (or a list of them)" })),
+  connect: (v: unknown, key: string, where: string): ConnectOptions => {
+    const o = obj<Record<string, unknown>>("connection settings such as { credsFile }")(v, key, where);
+    for (const [k, instead] of [["backend", "services"], ["namespace", "namespace"], ["servers", "servers"]] as const) {
+      if (o[k] !== undefined) throw new InvalidOptionsError(`${where}: ${key}.${k} is the interpreter's to set; use its ${instead} option instead`, { details: { option: key } });
+    }
+    // Checked now, not at the first run: the connection is made in the background.
+    getServicesOptions.check(o, `${where}: ${key}`);
+    return o as ConnectOptions;
+  },
+  registry: obj<Services>("pass the result of getServices()", ["get", "close"]),
+  persistent: bool(),
+  timeoutMs: durationMs({ min: 1, hint: "the execution time limit per block" }),
+  callTimeoutMs: durationMs({ min: 1, hint: "the deadline of each call to the shared service, queueing included" }),
+  executor: obj<NonNullable<PythonInterpreterOptions["executor"]>>("interpreter settings such as { python: \"python3\" }"),
+  maxProcesses: int({ min: 1, hint: "local persistent processes kept" }),
+} satisfies SpecFor<PythonInterpreterOptions>;
+
+const INTERPRETER_DEFAULTS = { services: null, serviceName: "python_executor", persistent: false, callTimeoutMs: 120_000, maxProcesses: 16 } as const;
+
+const interpreterOptions = defineOptions("PythonInterpreter options", INTERPRETER_CHECKS, () => ({ ...INTERPRETER_DEFAULTS }), {
+  example: "{ services: null, persistent: true }",
+});
 
 /**
  * TorchRL's PythonInterpreter tool: runs the fenced python blocks of an LLM reply, in order, and
@@ -61,7 +97,7 @@ export class PythonInterpreter implements AsyncDisposable {
   readonly namespace: string;
   readonly serviceName: string;
   readonly persistent: boolean;
-  readonly #options: PythonInterpreterOptions;
+  readonly #options: Resolved<typeof INTERPRETER_CHECKS, typeof INTERPRETER_DEFAULTS>;
   readonly #defaultSession = `interp-${randomUUID()}`;
   #handle: Promise<ServiceHandle<PythonExecutorService>> | undefined;
   #registry: Promise<{ registry: Services; owned: boolean }> | undefined;
@@ -69,29 +105,17 @@ export class PythonInterpreter implements AsyncDisposable {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  constructor(options: PythonInterpreterOptions = {}) {
-    if (typeof options !== "object" || options === null) throw new InvalidOptionsError("PythonInterpreter options must be an object such as { services: null, persistent: true }");
-    for (const k of Object.keys(options)) {
-      if (!KNOWN.has(k)) throw new InvalidOptionsError(`PythonInterpreter: unknown option "${k}"; valid options are ${[...KNOWN].join(", ")}`, { details: { option: k } });
-    }
-    const services = options.services ?? null;
-    if (services !== null && !(INTERPRETER_BACKENDS as readonly string[]).includes(services)) {
-      throw new InvalidOptionsError(`invalid services backend ${JSON.stringify(services)}: use "nats" or "local" for a shared PythonExecutorService, or null for local processes`, {
-        details: { option: "services", valid: [...INTERPRETER_BACKENDS, null] },
-      });
-    }
-    if (options.persistent !== undefined && typeof options.persistent !== "boolean") throw new InvalidOptionsError("PythonInterpreter: persistent must be true or false");
-    if (options.timeoutMs !== undefined) checkInt("PythonInterpreter", "timeoutMs", options.timeoutMs, 1, "milliseconds per block");
-    if (options.callTimeoutMs !== undefined) checkInt("PythonInterpreter", "callTimeoutMs", options.callTimeoutMs, 1, "milliseconds per call to the service");
-    if (options.maxProcesses !== undefined) checkInt("PythonInterpreter", "maxProcesses", options.maxProcesses, 1, "local persistent processes kept");
+  constructor(given: PythonInterpreterOptions = {}) {
+    const options = interpreterOptions.parse(given);
+    const services = options.services;
     this.services = services;
     this.namespace = options.namespace ?? options.registry?.namespace ?? "default";
-    this.serviceName = options.serviceName ?? "python_executor";
-    this.persistent = options.persistent ?? false;
+    this.serviceName = options.serviceName;
+    this.persistent = options.persistent;
     this.#options = options;
     if (services === null) {
       const executor = resolveExecutorOptions({ ...(options.executor ?? {}), ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}) });
-      this.#runner = this.persistent ? createPersistentRunner(executor, options.maxProcesses ?? 16) : createTemporaryRunner(executor);
+      this.#runner = this.persistent ? createPersistentRunner(executor, options.maxProcesses) : createTemporaryRunner(executor);
     } else {
       // Connect now so the first run does not pay for it; failures surface on ready()/run().
       this.#handle = this.#lookup();
@@ -116,7 +140,7 @@ export class PythonInterpreter implements AsyncDisposable {
       : getServices({ ...(o.connect ?? {}), backend: this.services!, namespace: this.namespace, ...(o.servers !== undefined ? { servers: o.servers } : {}) }).then((registry) => ({ registry, owned: true }));
     const { registry } = await this.#registry;
     try {
-      return await registry.get<PythonExecutorService>(this.serviceName, { timeoutMs: o.callTimeoutMs ?? 120_000 });
+      return await registry.get<PythonExecutorService>(this.serviceName, { timeoutMs: o.callTimeoutMs });
     } catch (err) {
       if (err instanceof ServiceNotFoundError) {
         throw new ServiceNotFoundError(
@@ -127,6 +151,17 @@ export class PythonInterpreter implements AsyncDisposable {
       }
       throw err;
     }
+  }
+
+  /**
+   * TorchRL's PythonInterpreter.clone(): a new tool with the same service, namespace and
+   * options, but its own state: its own local processes or registry connection (a `registry`
+   * option is shared, as it is not the tool's to close) and its own persistent session.
+   * Closing either leaves the other working.
+   */
+  clone(): this {
+    const Cls = this.constructor as new (options: PythonInterpreterOptions) => this;
+    return new Cls({ ...this.#options });
   }
 
   /** Connects to the shared service (a no-op locally); rejects if it is not registered. */

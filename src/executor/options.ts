@@ -1,5 +1,5 @@
-import { checkInt } from "../actor/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
+import { bool, defineOptions, durationMs, int, str, stringRecord, type SpecFor } from "../options/index.ts";
 
 /**
  * The sandbox every interpreter runs in (on by default). Each limit is a backstop behind the
@@ -100,70 +100,52 @@ export const SANDBOX_DEFAULTS = Object.freeze({
 });
 
 const WHERE = "PythonExecutorService options";
-const KNOWN = new Set([...Object.keys(EXECUTOR_DEFAULTS), "sandbox"]);
-const SANDBOX_KNOWN = new Set([...Object.keys(SANDBOX_DEFAULTS), "cpuSeconds", "env"]);
 
-function unknownKeys(o: object, known: Set<string>, where: string): void {
-  for (const k of Object.keys(o)) {
-    if (!known.has(k)) {
-      throw new InvalidOptionsError(`${where}: unknown option "${k}"; valid options are ${[...known].join(", ")}`, { details: { option: k } });
-    }
-  }
+const sandboxOptions = defineOptions(
+  `${WHERE}: sandbox`,
+  {
+    enabled: bool(),
+    memoryBytes: int({ min: 64 * MIB, hint: "Python itself needs tens of MiB; use bytes, e.g. 512 * 1024 * 1024" }),
+    fileSizeBytes: int({ min: MIB, hint: "use bytes, e.g. 64 * 1024 * 1024" }),
+    maxProcesses: int({ min: 4, hint: "the interpreter and its threads count too" }),
+    cpuSeconds: int({ min: 1, hint: "CPU seconds per call, or leave it out to follow timeoutMs" }),
+    network: bool(),
+    isolateUser: bool(),
+    env: stringRecord('e.g. { OMP_NUM_THREADS: "1" }'),
+  } satisfies SpecFor<SandboxOptions>,
+  () => ({ ...SANDBOX_DEFAULTS, env: {} }),
+  { example: "{ memoryBytes: 512 * 1024 * 1024 }, or false" },
+);
+
+export function resolveSandbox(s: SandboxOptions | boolean | undefined, where = sandboxOptions.where): ResolvedSandbox {
+  const r = sandboxOptions.parse(s === undefined || s === true ? {} : s === false ? { enabled: false } : s, where);
+  return { ...r, cpuSeconds: r.cpuSeconds ?? null };
 }
 
-function checkBool(where: string, key: string, v: unknown): boolean {
-  if (typeof v !== "boolean") throw new InvalidOptionsError(`${where}: ${key} must be true or false (got ${String(v)})`, { details: { option: key } });
-  return v;
-}
-
-export function resolveSandbox(s: SandboxOptions | boolean | undefined): ResolvedSandbox {
-  const where = `${WHERE}: sandbox`;
-  const o: SandboxOptions = s === undefined || s === true ? {} : s === false ? { enabled: false } : s;
-  if (typeof o !== "object" || o === null) throw new InvalidOptionsError(`${where} must be an object such as { memoryBytes: 512 * 1024 * 1024 }, or false`);
-  unknownKeys(o, SANDBOX_KNOWN, where);
-  const r = { ...SANDBOX_DEFAULTS, ...o };
-  const env = o.env ?? {};
-  if (typeof env !== "object" || env === null || Object.values(env).some((v) => typeof v !== "string")) {
-    throw new InvalidOptionsError(`${where}: env must map names to strings, e.g. { OMP_NUM_THREADS: "1" }`, { details: { option: "env" } });
-  }
-  return {
-    enabled: checkBool(where, "enabled", r.enabled),
-    memoryBytes: checkInt(where, "memoryBytes", r.memoryBytes, 64 * MIB, "Python itself needs tens of MiB; use bytes, e.g. 512 * 1024 * 1024"),
-    fileSizeBytes: checkInt(where, "fileSizeBytes", r.fileSizeBytes, MIB, "use bytes, e.g. 64 * 1024 * 1024"),
-    maxProcesses: checkInt(where, "maxProcesses", r.maxProcesses, 4, "the interpreter and its threads count too"),
-    cpuSeconds: o.cpuSeconds === undefined ? null : checkInt(where, "cpuSeconds", o.cpuSeconds, 1, "CPU seconds per call, or leave it out to follow timeoutMs"),
-    network: checkBool(where, "network", r.network),
-    isolateUser: checkBool(where, "isolateUser", r.isolateUser),
-    env: { ...env },
-  };
-}
+const executorOptions = defineOptions(
+  WHERE,
+  {
+    poolSize: int({ min: 1, hint: "the number of interpreter processes, e.g. 32" }),
+    timeoutMs: durationMs({ min: 1, hint: "the wall-clock limit of one execution, e.g. 10_000" }),
+    maxTimeoutMs: durationMs({ min: 1, hint: "the largest per-call timeoutMs a caller may ask for" }),
+    maxPending: int({ min: 0, hint: "use 0 to reject executions while every interpreter is busy" }),
+    maxQueueWaitMs: durationMs({ min: 1, hint: "the longest wait for an interpreter" }),
+    maxSessionsPerInterpreter: int({ min: 1, hint: "sessions whose state one interpreter keeps" }),
+    maxOutputBytes: int({ min: 1024, hint: "bytes kept of stdout and of stderr" }),
+    python: str({ nonEmpty: true, expected: 'an executable name or path such as "python3"' }),
+    startTimeoutMs: durationMs({ min: 100, hint: "how long an interpreter may take to start" }),
+    sandbox: (v: unknown, key: string, where: string) => resolveSandbox(v as SandboxOptions | boolean, `${where}: ${key}`),
+  } satisfies SpecFor<PythonExecutorOptions>,
+  () => ({ ...EXECUTOR_DEFAULTS }),
+  { example: "{ poolSize: 8, timeoutMs: 10_000 }" },
+);
 
 export function resolveExecutorOptions(opts: PythonExecutorOptions | undefined): ResolvedExecutorOptions {
-  const o = opts ?? {};
-  if (typeof o !== "object" || o === null) throw new InvalidOptionsError(`${WHERE} must be an object such as { poolSize: 8, timeoutMs: 10_000 }`);
-  unknownKeys(o, KNOWN, WHERE);
-  const r = { ...EXECUTOR_DEFAULTS, ...o };
-  if (typeof r.python !== "string" || r.python.length === 0) {
-    throw new InvalidOptionsError(`${WHERE}: python must be an executable name or path such as "python3"`, { details: { option: "python" } });
+  const r = executorOptions.parse(opts);
+  if (r.maxTimeoutMs < r.timeoutMs) {
+    throw new InvalidOptionsError(`${WHERE}: maxTimeoutMs (${r.maxTimeoutMs}) must be >= timeoutMs (${r.timeoutMs}); raise maxTimeoutMs or lower timeoutMs`, { details: { option: "maxTimeoutMs" } });
   }
-  const timeoutMs = checkInt(WHERE, "timeoutMs", r.timeoutMs, 1, "milliseconds per execution, e.g. 10_000");
-  const maxTimeoutMs = checkInt(WHERE, "maxTimeoutMs", r.maxTimeoutMs, 1, "milliseconds");
-  if (maxTimeoutMs < timeoutMs) {
-    throw new InvalidOptionsError(`${WHERE}: maxTimeoutMs (${maxTimeoutMs}) must be >= timeoutMs (${timeoutMs})`, { details: { option: "maxTimeoutMs" } });
-  }
-  return {
-    poolSize: checkInt(WHERE, "poolSize", r.poolSize, 1, "the number of interpreter processes, e.g. 32"),
-    timeoutMs,
-    maxTimeoutMs,
-    maxPending: checkInt(WHERE, "maxPending", r.maxPending, 0, "use 0 to reject executions while every interpreter is busy"),
-    maxQueueWaitMs: checkInt(WHERE, "maxQueueWaitMs", r.maxQueueWaitMs, 1, "milliseconds"),
-    maxSessionsPerInterpreter: checkInt(WHERE, "maxSessionsPerInterpreter", r.maxSessionsPerInterpreter, 1, "sessions whose state one interpreter keeps"),
-    maxOutputBytes: checkInt(WHERE, "maxOutputBytes", r.maxOutputBytes, 1024, "bytes kept of stdout and of stderr"),
-    python: r.python,
-    pythonExplicit: o.python !== undefined,
-    startTimeoutMs: checkInt(WHERE, "startTimeoutMs", r.startTimeoutMs, 100, "milliseconds"),
-    sandbox: resolveSandbox(o.sandbox),
-  };
+  return { ...r, sandbox: r.sandbox ?? resolveSandbox(undefined), pythonExplicit: opts?.python !== undefined };
 }
 
 export interface ExecuteOptions {
@@ -173,17 +155,21 @@ export interface ExecuteOptions {
   timeoutMs?: number;
 }
 
+const executeOptions = defineOptions(
+  "execute options",
+  {
+    sessionId: str({ nonEmpty: true, maxLength: 256 }),
+    timeoutMs: durationMs({ min: 1, hint: "this call's wall-clock limit" }),
+  } satisfies SpecFor<ExecuteOptions>,
+  {},
+  { example: '{ sessionId: "env-1" }' },
+);
+
 export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number } {
-  const where = "execute options";
-  const e = o ?? {};
-  if (typeof e !== "object" || e === null) throw new InvalidOptionsError(`${where} must be an object such as { sessionId: "env-1" }`);
-  unknownKeys(e, new Set(["sessionId", "timeoutMs"]), where);
-  if (e.sessionId !== undefined && (typeof e.sessionId !== "string" || e.sessionId.length === 0 || e.sessionId.length > 256)) {
-    throw new InvalidOptionsError(`${where}: sessionId must be a non-empty string of at most 256 characters`, { details: { option: "sessionId" } });
-  }
-  const timeoutMs = e.timeoutMs === undefined ? opts.timeoutMs : checkInt(where, "timeoutMs", e.timeoutMs, 1, "milliseconds");
+  const e = executeOptions.parse(o);
+  const timeoutMs = e.timeoutMs ?? opts.timeoutMs;
   if (timeoutMs > opts.maxTimeoutMs) {
-    throw new InvalidOptionsError(`${where}: timeoutMs ${timeoutMs} is above the service's maxTimeoutMs ${opts.maxTimeoutMs}`, { details: { option: "timeoutMs" } });
+    throw new InvalidOptionsError(`${executeOptions.where}: timeoutMs ${timeoutMs} is above the service's maxTimeoutMs ${opts.maxTimeoutMs}; ask for less or raise maxTimeoutMs`, { details: { option: "timeoutMs" } });
   }
   return { sessionId: e.sessionId, timeoutMs };
 }

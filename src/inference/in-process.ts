@@ -2,7 +2,8 @@ import { createDeadlines, type Deadlines } from "../connection/index.ts";
 import { CallTimeoutError, OverloadedError } from "../errors/index.ts";
 import { InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
-import { checkInt, checkObject, rejectUnknown, TRANSPORT_DEFAULTS } from "./options.ts";
+import { defineOptions, durationMs, int, type SpecFor } from "../options/index.ts";
+import { submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
 
 export interface InProcessTransportOptions {
@@ -11,6 +12,16 @@ export interface InProcessTransportOptions {
   /** Requests queued beyond this are refused at once with a retryable OverloadedError. */
   maxBuffered?: number;
 }
+
+const inProcessOptions = defineOptions(
+  "InProcessTransport options",
+  {
+    timeoutMs: durationMs({ min: 1, hint: "the default deadline of a call" }),
+    maxBuffered: int({ min: 1, hint: "bound on queued requests" }),
+  } satisfies SpecFor<InProcessTransportOptions>,
+  { timeoutMs: TRANSPORT_DEFAULTS.timeoutMs, maxBuffered: TRANSPORT_DEFAULTS.maxBuffered },
+  { example: "{ timeoutMs: 5000 }" },
+);
 
 interface Pending<I, O> extends BufferedItem<I> {
   resolve(v: O): void;
@@ -32,11 +43,7 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
   private state: "idle" | "listening" | "stopped" = "idle";
 
   constructor(opts: InProcessTransportOptions = {}) {
-    const where = "InProcessTransport options";
-    checkObject(where, opts, "{ timeoutMs: 5000 }");
-    rejectUnknown(where, opts, ["timeoutMs", "maxBuffered"]);
-    this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? TRANSPORT_DEFAULTS.timeoutMs, 1, "deadlines are in milliseconds");
-    this.maxBuffered = checkInt(where, "maxBuffered", opts.maxBuffered ?? TRANSPORT_DEFAULTS.maxBuffered, 1, "bound on queued requests");
+    ({ timeoutMs: this.timeoutMs, maxBuffered: this.maxBuffered } = inProcessOptions.parse(opts));
     this.deadlines = createDeadlines((p) => {
       if (p.settled) return;
       p.settled = true;
@@ -49,7 +56,12 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
       // Like NATS no-responders after the last server left: fail now, not at the deadline.
       return Promise.reject(new InferenceShutdownError(SHUTTING_DOWN_MESSAGE));
     }
-    const timeoutMs = opts?.timeoutMs === undefined ? this.timeoutMs : checkInt("submit options", "timeoutMs", opts.timeoutMs, 1, "deadlines are in milliseconds");
+    let timeoutMs: number;
+    try {
+      timeoutMs = submitTimeoutMs(opts, this.timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.buffer.size >= this.maxBuffered) {
       return Promise.reject(new OverloadedError(`inference queue is full (${this.maxBuffered} requests); back off and retry`, { details: { maxBuffered: this.maxBuffered } }));
     }

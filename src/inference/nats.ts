@@ -1,12 +1,13 @@
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import { respondSafely } from "../actor/index.ts";
-import { brief, checkLogger, deliverGuarded, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
+import { brief, deliverGuarded, loggerCheck, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
-import { checkInt, checkObject, rejectUnknown, TRANSPORT_DEFAULTS } from "./options.ts";
+import { defineOptions, durationMs, int, str, type SpecFor } from "../options/index.ts";
+import { submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
 
 export interface NatsTransportOptions {
@@ -63,6 +64,26 @@ interface Held<I> extends BufferedItem<I> {
   settled: boolean;
 }
 
+const natsTransportOptions = defineOptions(
+  "NatsTransport options",
+  {
+    connection: (v: unknown, key: string, where: string): BusConnection => {
+      if (isBusConnection(v)) return v;
+      if (isNatsConnection(v)) return wrapNatsConnection(v);
+      throw new InvalidOptionsError(`${where}: connection must be a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: key } });
+    },
+    // subjectsFor() checks the names themselves and says which characters are allowed.
+    namespace: str(),
+    name: str(),
+    timeoutMs: durationMs({ min: 1, hint: "the default deadline of a call" }),
+    maxBuffered: int({ min: 1, hint: "bound on requests a server queues" }),
+    leaseMs: durationMs({ min: 20, hint: "raise it above your longest synchronous model call" }),
+    logger: loggerCheck,
+  } satisfies SpecFor<NatsTransportOptions>,
+  { timeoutMs: TRANSPORT_DEFAULTS.timeoutMs, maxBuffered: TRANSPORT_DEFAULTS.maxBuffered, leaseMs: TRANSPORT_DEFAULTS.leaseMs },
+  { example: '{ connection, namespace: "rl", name: "policy" }' },
+);
+
 function isBusConnection(c: unknown): c is BusConnection {
   return c !== null && typeof c === "object" && "transport" in c && "codec" in c && "onClose" in c;
 }
@@ -105,20 +126,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private heldEmptyWaiters: (() => void)[] = [];
 
   constructor(opts: NatsTransportOptions) {
-    const where = "NatsTransport options";
-    checkObject(where, opts, '{ connection, namespace: "rl", name: "policy" }');
-    rejectUnknown(where, opts, ["connection", "namespace", "name", "timeoutMs", "maxBuffered", "leaseMs", "logger"]);
-    if (isBusConnection(opts.connection)) this.conn = opts.connection;
-    else if (isNatsConnection(opts.connection)) this.conn = wrapNatsConnection(opts.connection);
-    else throw new InvalidOptionsError(`${where}: connection must be a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
-    const subjects = subjectsFor(opts.namespace);
+    const o = natsTransportOptions.parse(opts);
+    if (o.connection === undefined) throw new InvalidOptionsError(`${natsTransportOptions.where}: connection is required: a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
+    this.conn = o.connection;
+    const subjects = subjectsFor(o.namespace as string);
     this.namespace = subjects.namespace;
-    this.subject = subjects.inference(opts.name);
-    this.name = opts.name;
-    this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? TRANSPORT_DEFAULTS.timeoutMs, 1, "deadlines are in milliseconds");
-    this.maxBuffered = checkInt(where, "maxBuffered", opts.maxBuffered ?? TRANSPORT_DEFAULTS.maxBuffered, 1, "bound on requests a server queues");
-    this.leaseMs = checkInt(where, "leaseMs", opts.leaseMs ?? TRANSPORT_DEFAULTS.leaseMs, 20, "raise it above your longest synchronous model call");
-    this.log = rateLimitedLogger(checkLogger(where, opts.logger) ?? stderrLogger());
+    this.subject = subjects.inference(o.name as string);
+    this.name = o.name as string;
+    this.timeoutMs = o.timeoutMs;
+    this.maxBuffered = o.maxBuffered;
+    this.leaseMs = o.leaseMs;
+    this.log = rateLimitedLogger(o.logger ?? stderrLogger());
     // A request whose caller's deadline passed in the queue is still answered (its caller is
     // gone, the reply is dropped): every request gets exactly one reply.
     this.buffer = new RequestBuffer<Held<I>>((item) => this.answer(item, this.encodeError(new CallTimeoutError(
@@ -131,7 +149,12 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   submit(input: I, opts?: SubmitOptions): Promise<O> {
     if (this.closed) return Promise.reject(new ClosedError(`NatsTransport for ${this.subject} is closed`));
-    const timeoutMs = opts?.timeoutMs === undefined ? this.timeoutMs : checkInt("submit options", "timeoutMs", opts.timeoutMs, 1, "deadlines are in milliseconds");
+    let timeoutMs: number;
+    try {
+      timeoutMs = submitTimeoutMs(opts, this.timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const leaseSubject = this.ensureLeaseSubscription();
     const seq = this.nextSeq++;
     let bytes: Uint8Array;

@@ -1,30 +1,5 @@
-import { InvalidOptionsError } from "../errors/index.ts";
-
-/** Shared checks for the inference options pipelines: messages say what to pass instead. */
-export function rejectUnknown(where: string, opts: object, known: readonly string[]): void {
-  for (const k of Object.keys(opts)) {
-    if (!known.includes(k)) {
-      throw new InvalidOptionsError(`${where}: unknown option "${k}"; valid options are ${known.join(", ")}`, { details: { option: k } });
-    }
-  }
-}
-
-export function checkInt(where: string, key: string, v: unknown, min: number, hint: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
-    throw new InvalidOptionsError(`${where}: ${key} must be an integer >= ${min} (got ${String(v)}); ${hint}`, { details: { option: key } });
-  }
-  return v;
-}
-
-export function checkFn(where: string, key: string, v: unknown, hint: string): void {
-  if (typeof v !== "function") {
-    throw new InvalidOptionsError(`${where}: ${key} must be a function (got ${typeof v}); ${hint}`, { details: { option: key } });
-  }
-}
-
-export function checkObject(where: string, opts: unknown, example: string): asserts opts is object {
-  if (opts === null || typeof opts !== "object") throw new InvalidOptionsError(`${where} must be an object such as ${example}`);
-}
+import { defineOptions, durationMs, type SpecFor } from "../options/index.ts";
+import type { SubmitOptions } from "./transport.ts";
 
 /** Deadlines and buffering common to both transports. */
 export const TRANSPORT_DEFAULTS = Object.freeze({
@@ -32,3 +7,13 @@ export const TRANSPORT_DEFAULTS = Object.freeze({
   maxBuffered: 4096,
   leaseMs: 1_000,
 });
+
+const callDeadline = durationMs({ min: 1, hint: "the deadline of one inference call" });
+
+/** Per-call options of submit()/call(); the transport's timeoutMs applies when none is given. */
+export const submitOptions = defineOptions("submit options", { timeoutMs: callDeadline } satisfies SpecFor<SubmitOptions>, {}, { example: "{ timeoutMs: 5_000 }" });
+
+/** The call's deadline: checked like every deadline, so none outlives its timer. Hot path: no options, no work. */
+export function submitTimeoutMs(opts: SubmitOptions | undefined, fallback: number): number {
+  return opts === undefined ? fallback : (submitOptions.parse(opts).timeoutMs ?? fallback);
+}

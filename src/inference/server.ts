@@ -1,6 +1,6 @@
 import { InvalidOptionsError } from "../errors/index.ts";
 import { InferenceServerStateError, InferenceShutdownError, ResultCountError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
-import { checkFn, checkInt, checkObject, rejectUnknown } from "./options.ts";
+import { defineOptions, durationMs, fn, int, type SpecFor } from "../options/index.ts";
 import { StatsRecorder, type InferenceServerStats } from "./stats.ts";
 import { stack, unstack, type TensorBatch, type TensorBatchLike, type TensorRecord } from "./tensor-records.ts";
 import type { InferenceClient, InferenceTransport } from "./transport.ts";
@@ -31,7 +31,27 @@ export interface ShutdownOptions {
   timeoutMs?: number;
 }
 
-const KNOWN = ["maxBatchSize", "minBatchSize", "timeoutMs", "collate", "split", "statsWindow", "shutdownTimeoutMs"] as const;
+const serverOptions = defineOptions(
+  "InferenceServer options",
+  {
+    maxBatchSize: int({ min: 1, hint: "1 disables batching" }),
+    minBatchSize: int({ min: 1, hint: "1 runs as soon as anything arrives" }),
+    timeoutMs: durationMs({ min: 0, hint: "how long to wait for a batch to fill" }),
+    collate: fn("it turns the list of inputs into the model's input"),
+    split: fn("it turns the model's output into one result per input"),
+    statsWindow: int({ min: 1, hint: "samples kept for percentiles" }),
+    shutdownTimeoutMs: durationMs({ min: 0, hint: "how long a running batch may take on shutdown" }),
+  } satisfies SpecFor<InferenceServerOptions<unknown, unknown, unknown, unknown>>,
+  { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, statsWindow: 1024, shutdownTimeoutMs: 5_000 },
+  { example: "{ maxBatchSize: 64 }" },
+);
+
+const shutdownOptions = defineOptions(
+  "shutdown options",
+  { timeoutMs: durationMs({ min: 0, hint: "how long a running batch may take before its callers fail" }) } satisfies SpecFor<ShutdownOptions>,
+  {},
+  { example: "{ timeoutMs: 1_000 }" },
+);
 
 /** `collate: (items) => items` with a model returning per-item results must work unchanged. */
 function defaultSplit(output: unknown): unknown[] {
@@ -72,28 +92,32 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     if (transport === null || typeof transport !== "object" || typeof transport.drain !== "function") {
       throw new InvalidOptionsError("InferenceServer needs a transport: new NatsTransport({ connection, namespace, name }) or new InProcessTransport()");
     }
-    checkObject(where, opts, "{ maxBatchSize: 64 }");
-    rejectUnknown(where, opts, KNOWN);
-    this.maxBatchSize = checkInt(where, "maxBatchSize", opts.maxBatchSize ?? 64, 1, "1 disables batching");
-    this.minBatchSize = checkInt(where, "minBatchSize", opts.minBatchSize ?? 1, 1, "1 runs as soon as anything arrives");
+    const o = serverOptions.parse(opts);
+    this.maxBatchSize = o.maxBatchSize;
+    this.minBatchSize = o.minBatchSize;
     if (this.minBatchSize > this.maxBatchSize) {
       throw new InvalidOptionsError(`${where}: minBatchSize (${this.minBatchSize}) exceeds maxBatchSize (${this.maxBatchSize}); lower minBatchSize or raise maxBatchSize`);
     }
-    this.timeoutMs = checkInt(where, "timeoutMs", opts.timeoutMs ?? 10, 0, "milliseconds to wait for a batch to fill");
-    this.shutdownTimeoutMs = checkInt(where, "shutdownTimeoutMs", opts.shutdownTimeoutMs ?? 5_000, 0, "milliseconds a running batch may take on shutdown");
-    const statsWindow = checkInt(where, "statsWindow", opts.statsWindow ?? 1024, 1, "samples kept for percentiles");
-    if (opts.collate !== undefined) checkFn(where, "collate", opts.collate, "it turns the list of inputs into the model's input");
-    if (opts.split !== undefined) checkFn(where, "split", opts.split, "it turns the model's output into one result per input");
-    this.collate = opts.collate ?? (stack as unknown as (items: I[]) => B);
-    this.split = opts.split ?? (defaultSplit as unknown as (output: R, n: number) => O[]);
-    this.recorder = new StatsRecorder(statsWindow);
+    this.timeoutMs = o.timeoutMs;
+    this.shutdownTimeoutMs = o.shutdownTimeoutMs;
+    this.collate = (o.collate as ((items: I[]) => B) | undefined) ?? (stack as unknown as (items: I[]) => B);
+    this.split = (o.split as ((output: R, n: number) => O[]) | undefined) ?? (defaultSplit as unknown as (output: R, n: number) => O[]);
+    this.recorder = new StatsRecorder(o.statsWindow);
   }
 
   /** Starts the loop (and the transport's listening). Returns this, for `server.start()` chaining. */
   start(): this {
     if (this.shuttingDown) throw new InferenceServerStateError("InferenceServer was shut down; create a new one to serve again.");
     if (this.loop) throw new InferenceServerStateError("Server is already running.");
-    const listening = Promise.resolve().then(() => this.transport.listen?.());
+    // listen() subscribes before its first await, so calling it now (not a microtask later)
+    // puts the SUB ahead of any request this connection sends after start(): NATS keeps one
+    // connection's protocol in order, so same-connection clients need no ready().
+    let listening: Promise<void>;
+    try {
+      listening = Promise.resolve(this.transport.listen?.());
+    } catch (err) {
+      listening = Promise.reject(err);
+    }
     this.listening = listening;
     this.loop = listening.then(
       () => this.run(),
@@ -102,7 +126,10 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     return this;
   }
 
-  /** Resolves once requests can reach the server (the NATS subscription is registered). */
+  /**
+   * Resolves once requests from any connection can reach the server (the NATS subscription is
+   * registered on the server). Clients on the server's own connection need not wait for it.
+   */
   async ready(): Promise<void> {
     if (!this.listening) throw new InferenceServerStateError("InferenceServer is not started; call start() first.");
     await this.listening;
@@ -132,7 +159,13 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
    * "InferenceServer is shutting down.". Idempotent.
    */
   shutdown(opts: ShutdownOptions = {}): Promise<void> {
-    this.shuttingDown ??= this.stop(opts.timeoutMs ?? this.shutdownTimeoutMs);
+    let timeoutMs: number;
+    try {
+      timeoutMs = shutdownOptions.parse(opts).timeoutMs ?? this.shutdownTimeoutMs;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.shuttingDown ??= this.stop(timeoutMs);
     return this.shuttingDown;
   }
 

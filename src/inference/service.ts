@@ -1,7 +1,9 @@
 import type { ActorOptions, ServiceHandle } from "../actor/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import type { Services } from "../registry/index.ts";
+import { defineOptions, durationMs, type SpecFor } from "../options/index.ts";
 import { NatsTransport } from "./nats.ts";
+import { submitOptions } from "./options.ts";
 import type { InferenceServer } from "./server.ts";
 import type { InferenceServerStats } from "./stats.ts";
 import type { InferenceClient, SubmitOptions } from "./transport.ts";
@@ -94,11 +96,22 @@ export interface InferenceClientOptions {
   leaseMs?: number;
 }
 
+const inferenceClientOptions = defineOptions(
+  "inferenceClient options",
+  {
+    timeoutMs: durationMs({ min: 1, hint: "the default deadline of a call" }),
+    leaseMs: durationMs({ min: 20, hint: "raise it above the server's longest synchronous model call" }),
+  } satisfies SpecFor<InferenceClientOptions>,
+  {},
+  { example: "{ timeoutMs: 5_000 }" },
+);
+
 /**
  * A client for an inference server found by name in the registry: direct to its NATS subject
  * when it has one (batching, leases), else through the registered handle.
  */
-export async function inferenceClient<I = unknown, O = unknown>(services: Services, name: string, opts: InferenceClientOptions = {}): Promise<RegistryInferenceClient<I, O>> {
+export async function inferenceClient<I = unknown, O = unknown>(services: Services, name: string, given: InferenceClientOptions = {}): Promise<RegistryInferenceClient<I, O>> {
+  const opts = inferenceClientOptions.parse(given);
   const handle = await services.get<InferenceEndpoint<I, O>>(name, opts.timeoutMs === undefined ? undefined : { timeoutMs: opts.timeoutMs });
   const record = await services.describe(name);
   let info: Partial<InferenceEndpointInfo> | undefined;
@@ -124,6 +137,14 @@ export async function inferenceClient<I = unknown, O = unknown>(services: Servic
       [Symbol.asyncDispose]: () => transport.close(),
     };
   }
-  const call = (input: I, _o?: SubmitOptions) => handle.call(input) as Promise<O>;
+  // Through the actor the handle's deadline applies; a per-call one is still checked, so a typo fails here as on the direct route.
+  const call = (input: I, o?: SubmitOptions) => {
+    try {
+      submitOptions.parse(o);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return handle.call(input) as Promise<O>;
+  };
   return { route: "handle", call, submit: call, close: async () => {}, [Symbol.asyncDispose]: async () => {} };
 }

@@ -30,7 +30,10 @@ export interface InferenceTransport<I = unknown, O = unknown> {
   resolve(callback: unknown, result: O): void;
   resolveException(callback: unknown, error: unknown): void;
   client(): InferenceClient<I, O>;
-  /** Server side: start receiving requests (InferenceServer.start calls it). */
+  /**
+   * Server side: start receiving requests (InferenceServer.start calls it). Subscribe before the
+   * first await: requests sent on the same connection right after start() must find the server.
+   */
   listen?(): Promise<void>;
   /**
    * Server side: stop receiving; what is already buffered stays for `drain` (the server rejects

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
-import { checkInt } from "../actor/index.ts";
-import { checkLogger, connectBus, createLocalBus, localConnection, type BusConnection, type ConnectionOptions, type LocalBus, type Logger } from "../connection/index.ts";
+import { CONNECTION_CHECKS, connectBus, connectionOptions, createLocalBus, localConnection, loggerCheck, type BusConnection, type ConnectionOptions, type LocalBus, type Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
+import { custom, defineOptions, durationMs, int, obj, oneOf, type SpecFor } from "../options/index.ts";
 import { subjectsFor, validateName } from "../subjects/index.ts";
 import { openKvStore } from "./kv-store.ts";
 import { createMemoryStore } from "./memory-store.ts";
@@ -41,27 +41,44 @@ export interface GetServicesOptions extends ConnectionOptions {
   logger?: Logger;
 }
 
+const GET_SERVICES_CHECKS = {
+  ...CONNECTION_CHECKS,
+  backend: oneOf(BACKENDS),
+  namespace: (v: unknown) => validateName("namespace", v),
+  connection: obj<BusConnection>("pass the result of connectBus(), or leave it out to connect here", ["close", "onClose"]),
+  timeoutMs: durationMs({ min: 1, hint: "the default deadline of handle calls" }),
+  controlTimeoutMs: durationMs({ min: 1, hint: "the deadline of liveness pings and stop requests" }),
+  staleAfterMs: durationMs({ min: 0, hint: "keep it above the reconnect time" }),
+  registryReplicas: custom<number | "auto">((v) => v === "auto" || (typeof v === "number" && Number.isInteger(v) && v >= 1), '"auto" or an integer >= 1', "use 1, 3 or 5, or \"auto\""),
+  hostId: (v: unknown) => validateName("host id", v),
+  localBus: obj<LocalBus>("pass the result of createLocalBus()"),
+  logger: loggerCheck,
+} satisfies SpecFor<GetServicesOptions>;
+
+export const getServicesOptions = defineOptions(
+  "getServices options",
+  GET_SERVICES_CHECKS,
+  () => ({
+    backend: "nats" as Backend,
+    namespace: "default",
+    timeoutMs: 30_000,
+    controlTimeoutMs: 2_000,
+    staleAfterMs: 1_500,
+    registryReplicas: "auto" as const,
+    hostId: hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host",
+  }),
+  { example: '{ namespace: "rl", servers: "nats://127.0.0.1:4222" }' },
+);
+
 // The local backend is "a cluster inside this process": two getServices({backend: "local"})
 // calls must see each other's services, as two workers do on NATS. This one bus is the only
 // process-wide state in the library, created on first use; pass `localBus` to isolate.
 let processLocalBus: LocalBus | undefined;
 
-export async function getServices(options: GetServicesOptions = {}): Promise<Services> {
-  const backend = options.backend ?? "nats";
-  if (!(BACKENDS as readonly string[]).includes(backend)) {
-    throw new InvalidOptionsError(`unknown backend ${JSON.stringify(backend)}; valid backends are ${BACKENDS.map((b) => `"${b}"`).join(", ")}`, {
-      details: { backend, valid: [...BACKENDS] },
-    });
-  }
-  const subjects = subjectsFor(options.namespace ?? "default");
-  const timeoutMs = checkInt("getServices", "timeoutMs", options.timeoutMs ?? 30_000, 1, "deadlines are in milliseconds");
-  const controlTimeoutMs = checkInt("getServices", "controlTimeoutMs", options.controlTimeoutMs ?? 2_000, 1, "deadlines are in milliseconds");
-  const staleAfterMs = checkInt("getServices", "staleAfterMs", options.staleAfterMs ?? 1_500, 0, "milliseconds; keep it above the reconnect time");
-  const hostId = validateName("host id", options.hostId ?? (hostname().replace(/[^A-Za-z0-9_-]/g, "_") || "host"));
-  const logger = checkLogger("getServices", options.logger);
-  if (options.registryReplicas !== undefined && options.registryReplicas !== "auto") {
-    checkInt("getServices", "registryReplicas", options.registryReplicas, 1, 'use 1, 3 or 5, or "auto"');
-  }
+export async function getServices(given: GetServicesOptions = {}): Promise<Services> {
+  const options = getServicesOptions.parse(given);
+  const { backend, timeoutMs, controlTimeoutMs, staleAfterMs, hostId, logger } = options;
+  const subjects = subjectsFor(options.namespace);
 
   let conn: BusConnection;
   let store: RegistryStore;
@@ -76,10 +93,10 @@ export async function getServices(options: GetServicesOptions = {}): Promise<Ser
     store = s;
   } else {
     if (options.connection && options.connection.backend !== "nats") throw new InvalidOptionsError('backend "nats" needs a NATS connection; the given one is local');
-    conn = options.connection ?? (await connectBus(options));
+    conn = options.connection ?? (await connectBus(connectionOptions.pick(options)));
     ownsConnection = !options.connection;
     try {
-      store = await openKvStore(conn.nc!, subjects.bucket, { replicas: options.registryReplicas ?? "auto", clustered: conn.clustered });
+      store = await openKvStore(conn.nc!, subjects.bucket, { replicas: options.registryReplicas, clustered: conn.clustered });
     } catch (err) {
       if (ownsConnection) await conn.close();
       throw err;

@@ -11,12 +11,19 @@ export interface ServiceRecord {
   kind: string;
   className: string;
   methods: string[];
+  /**
+   * "factory": register() constructed the object and owns it (stops dispose it). "instance":
+   * registerInstance() serves an object its owner keeps. Absent in records of older versions: "factory".
+   */
+  registration?: RegistrationKind;
   /** The instance that created the record; more instances may serve (see InstanceRecord). */
   owner: InstanceInfo;
   options: Omit<ResolvedActorOptions, "metadata">;
   metadata: Record<string, string>;
   createdAt: string;
 }
+
+export type RegistrationKind = "factory" | "instance";
 
 export type InstanceRecord = InstanceInfo;
 

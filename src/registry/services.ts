@@ -1,10 +1,12 @@
 import { nuid } from "@nats-io/transport-node";
 import {
+  callableMethods,
   createActorHost,
   createHandle,
   declaredMethods,
   encodeOk,
   instantiate,
+  OWNER_LIFECYCLE_METHODS,
   resolveActorOptions,
   unwrapReply,
   type ActorHost,
@@ -16,6 +18,8 @@ import {
 import type { BusConnection, Logger, Subscription } from "../connection/index.ts";
 import {
   ClosedError,
+  InvalidOptionsError,
+  LegacyServiceError,
   ServiceExistsError,
   ServiceNotFoundError,
   ServiceUnavailableError,
@@ -25,7 +29,8 @@ import { validateName, type Subjects } from "../subjects/index.ts";
 import { pingInstance } from "./liveness.ts";
 import { decodeRecord, encodeRecord, recordKindOf, type InstanceRecord, type ServiceRecord } from "./records.ts";
 import type { RegistryStore } from "./store.ts";
-import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceFactory, ServiceStatus, Services } from "./types.ts";
+import { handleOptions } from "./handle-options.ts";
+import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceClient, ServiceFactory, ServiceStatus, Services } from "./types.ts";
 import { hostname } from "node:os";
 
 export interface RegistryParams {
@@ -149,8 +154,9 @@ export function createRegistry(p: RegistryParams): Services {
       if (msg.reply) msg.respond(encodeOk(codec, info));
     });
 
-  const startHost = async (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, args: unknown[], info: InstanceInfo) => {
-    const instance = await instantiate(factory, args);
+  /** `existing`: an object registerInstance() serves without owning it; else one is constructed. */
+  const startHost = async (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, args: unknown[], info: InstanceInfo, existing?: object) => {
+    const instance = existing ?? (await instantiate(factory, args));
     const host = createActorHost({
       conn,
       subjects,
@@ -160,6 +166,7 @@ export function createRegistry(p: RegistryParams): Services {
       hostId: p.hostId,
       options,
       logger: p.logger,
+      owned: existing === undefined,
       onRemoteStop: () => void forget(info.instanceId),
     });
     await host.listenControl();
@@ -171,14 +178,15 @@ export function createRegistry(p: RegistryParams): Services {
 
   const forget = (instanceId: string) => hosted.delete(instanceId);
 
-  const buildRecord = (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, info: InstanceInfo): ServiceRecord => {
+  const buildRecord = (name: string, factory: ServiceFactory, options: ReturnType<typeof resolveActorOptions>, info: InstanceInfo, existing?: object): ServiceRecord => {
     const { metadata, ...rest } = options;
     return {
       name,
       namespace: ns,
       kind: recordKindOf(factory),
-      className: (factory as { name?: string }).name || "anonymous",
-      methods: declaredMethods(factory),
+      className: (factory as { name?: string } | undefined)?.name || "anonymous", // undefined: an object without a prototype
+      methods: existing ? [...callableMethods(existing, OWNER_LIFECYCLE_METHODS)].sort() : declaredMethods(factory),
+      registration: existing ? "instance" : "factory",
       owner: info,
       options: rest,
       metadata,
@@ -186,15 +194,15 @@ export function createRegistry(p: RegistryParams): Services {
     };
   };
 
-  const registerImpl = async <T>(name: string, factory: ServiceFactory, actorOptions: ActorOptions | undefined, args: unknown[]): Promise<ServiceHandle<T>> => {
+  const registerImpl = async <T>(name: string, factory: ServiceFactory, actorOptions: ActorOptions | undefined, args: unknown[], existing?: object): Promise<ServiceHandle<T>> => {
     ensureOpen();
     validateName("service", name);
-    const options = resolveActorOptions(actorOptions, `registerWithOptions("${name}")`);
+    const options = resolveActorOptions(actorOptions, `${existing ? "registerInstance" : "registerWithOptions"}("${name}")`);
     const info = describeInstance(name, nuid.next());
     const claim = claimResponder(info);
     try {
       await transport.flush();
-      const record = encodeRecord(buildRecord(name, factory, options, info));
+      const record = encodeRecord(buildRecord(name, factory, options, info, existing));
       let revision = await store.create(subjects.serviceKey(name), record);
       if (revision === undefined) {
         // Taken: by a live service (the seed's ValueError), or by a dead one we may replace.
@@ -205,7 +213,7 @@ export function createRegistry(p: RegistryParams): Services {
         if (revision === undefined) throw new ServiceExistsError(`service "${name}" is already registered in namespace "${ns}"`, { details: { service: name, namespace: ns } });
       }
       try {
-        await startHost(name, factory, options, args, info);
+        await startHost(name, factory, options, args, info, existing);
       } catch (err) {
         await store.delete(subjects.serviceKey(name), revision).catch(() => {});
         throw err;
@@ -229,12 +237,39 @@ export function createRegistry(p: RegistryParams): Services {
     return makeHandle<T>(name, options.timeoutMs);
   };
 
+  const registerInstanceImpl = async <T extends object>(name: string, instance: T, actorOptions: ActorOptions | undefined): Promise<ServiceClient<T>> => {
+    const where = `registerInstance("${String(name)}", object)`;
+    if (typeof instance === "function") {
+      throw new InvalidOptionsError(`${where} takes the running object itself; to have the registry construct and own it, use register("${String(name)}", Class, ...args)`);
+    }
+    if (typeof instance !== "object" || instance === null) throw new InvalidOptionsError(`${where} takes an object whose methods are served (got ${instance === null ? "null" : typeof instance})`);
+    if (typeof (instance as { then?: unknown }).then === "function") throw new InvalidOptionsError(`${where} was given a promise: await the object first`);
+    return registerImpl<T>(name, instance.constructor as ServiceFactory, actorOptions, [], instance) as unknown as Promise<ServiceClient<T>>;
+  };
+
+  const getClientImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceClient<T>> => {
+    ensureOpen();
+    validateName("service", name);
+    const { timeoutMs } = handleOptions.parse(opts, `getClient("${name}") options`);
+    const record = await liveRecord(name);
+    if (!record) throw await notFound(name);
+    if (record.registration !== "instance") {
+      throw new LegacyServiceError(
+        `service "${name}" in namespace "${ns}" is a legacy raw actor: it was registered from a class or factory (${record.className}), so the registry owns it and it has no owner to be a client of; ` +
+          `use get("${name}") for a handle to it, or have its owner register the running object with registerInstance("${name}", object)`,
+        { details: { service: name, namespace: ns, kind: record.kind, registration: record.registration ?? "factory" } },
+      );
+    }
+    return makeHandle<T>(name, timeoutMs ?? record.options.timeoutMs ?? p.timeoutMs) as unknown as ServiceClient<T>;
+  };
+
   const getImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>> => {
     ensureOpen();
     validateName("service", name);
+    const { timeoutMs } = handleOptions.parse(opts, `get("${name}") options`);
     const record = await liveRecord(name);
     if (!record) throw await notFound(name);
-    return makeHandle<T>(name, opts?.timeoutMs ?? record.options.timeoutMs ?? p.timeoutMs);
+    return makeHandle<T>(name, timeoutMs ?? record.options.timeoutMs ?? p.timeoutMs);
   };
 
   const getOrRegisterImpl = async <T>(name: string, factory: ServiceFactory, options: ActorOptions | undefined, args: unknown[]): Promise<ServiceHandle<T>> => {
@@ -275,10 +310,21 @@ export function createRegistry(p: RegistryParams): Services {
     return found !== undefined;
   };
 
-  const watchImpl = async (opts?: { includeExisting?: boolean }): Promise<RegistryWatch> => {
+  const watchImpl = (opts?: { includeExisting?: boolean }): RegistryWatch => {
     ensureOpen();
-    const w = await store.watch(subjects.serviceKeyFilter(), opts?.includeExisting ?? false);
+    let stopped = false;
+    let closing: Promise<void> | undefined;
+    // Started now, not on the first next(): what changes after watch() returns is not missed
+    // (on NATS once ready() resolves: the KV consumer takes a round trip to set up).
+    const started = store.watch(subjects.serviceKeyFilter(), opts?.includeExisting ?? false).then((w) => {
+      if (stopped) w.stop();
+      return w;
+    });
+    // A failed start surfaces from the iteration and ready(); nobody may be listening yet.
+    started.catch(() => {});
     async function* events(): AsyncGenerator<RegistryEvent> {
+      const w = await started;
+      if (stopped) return;
       for await (const c of w) {
         const name = subjects.serviceFromKey(c.key);
         if (!name) continue;
@@ -287,14 +333,21 @@ export function createRegistry(p: RegistryParams): Services {
       }
     }
     const watch: RegistryWatch = {
+      async ready() {
+        await started;
+      },
       [Symbol.asyncIterator]: () => {
         const it = events();
         // Breaking out of `for await` stops the underlying KV watch.
         return { next: () => it.next(), return: async () => (await watch.close(), { done: true, value: undefined }) };
       },
-      async close() {
-        w.stop();
-        watches.delete(watch);
+      close() {
+        closing ??= (async () => {
+          stopped = true;
+          watches.delete(watch);
+          (await started.catch(() => undefined))?.stop();
+        })();
+        return closing;
       },
       [Symbol.asyncDispose]() {
         return this.close();
@@ -360,10 +413,12 @@ export function createRegistry(p: RegistryParams): Services {
     getOrRegister: (name, factory, ...args) => getOrRegisterImpl(name, factory, undefined, args),
     getOrRegisterWithOptions: (name, factory, options, ...args) => getOrRegisterImpl(name, factory, options, args),
     serve: (name, factory, options, ...args) => serveImpl(name, factory, options, args),
+    registerInstance: (name, instance, options) => registerInstanceImpl(name, instance, options),
+    getClient: getClientImpl,
     get: getImpl,
     at: <T>(name: string, opts?: HandleOptions) => {
       validateName("service", name);
-      return makeHandle<T>(name, opts?.timeoutMs ?? p.timeoutMs);
+      return makeHandle<T>(name, handleOptions.parse(opts, `at("${name}") options`).timeoutMs ?? p.timeoutMs);
     },
     async has(name) {
       ensureOpen();

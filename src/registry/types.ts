@@ -8,6 +8,12 @@ export type ServiceFactory = (abstract new (...args: any[]) => object) | ((...ar
 export type FactoryArgs<F> = F extends abstract new (...args: infer A) => any ? A : F extends (...args: infer A) => any ? A : never;
 export type FactoryInstance<F> = F extends abstract new (...args: any[]) => infer I ? I : F extends (...args: any[]) => infer R ? Awaited<R> : never;
 
+/** Methods only the owner of a registerInstance() object may call (the host refuses them remotely). */
+export type OwnerLifecycleMethod = "shutdown" | "close" | "dispose";
+
+/** A handle to an object served with registerInstance(): its methods, without its lifecycle. */
+export type ServiceClient<T> = ServiceHandle<Omit<T, OwnerLifecycleMethod>>;
+
 export interface HandleOptions {
   /** Deadline of each call through this handle; default: the service's timeoutMs. */
   timeoutMs?: number;
@@ -17,7 +23,17 @@ export type RegistryEvent =
   | { type: "registered"; name: string; record: ServiceRecord; revision: number }
   | { type: "removed"; name: string; revision: number };
 
+/**
+ * Registry changes, for `for await`. The watch starts when created; errors (the registry bucket
+ * unreachable, say) surface from the iteration. Leaving the loop closes it.
+ */
 export interface RegistryWatch extends AsyncIterable<RegistryEvent>, AsyncDisposable {
+  /**
+   * Resolves once every later change will be seen (on NATS the KV watch takes a round trip to
+   * set up); rejects as the iteration would. Await it before making a change this watch must see.
+   */
+  ready(): Promise<void>;
+  /** Stops the watch; a running iteration ends. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -55,6 +71,19 @@ export interface Services extends AsyncDisposable {
    */
   serve<F extends ServiceFactory>(name: string, factory: F, options: ActorOptions, ...args: FactoryArgs<F>): Promise<ServiceHandle<FactoryInstance<F>>>;
 
+  /**
+   * Serves an object that is already running, without the registry owning it: remove(),
+   * reset() and close() stop serving it but never call its shutdown/close/dispose or
+   * Symbol.asyncDispose, and remote callers cannot call those either (MethodNotFoundError).
+   * The object stays usable in this process. ServiceExistsError if the name is taken.
+   */
+  registerInstance<T extends object>(name: string, instance: T, options?: ActorOptions): Promise<ServiceClient<T>>;
+  /**
+   * A handle to a service registered with registerInstance(). LegacyServiceError for a legacy
+   * raw actor (registered from a class or factory: use get()); ServiceNotFoundError if absent.
+   */
+  getClient<T = any>(name: string, options?: HandleOptions): Promise<ServiceClient<T>>;
+
   /** A handle to a live service; ServiceNotFoundError (listing what exists) otherwise. */
   get<T = any>(name: string, options?: HandleOptions): Promise<ServiceHandle<T>>;
   /** The dict-like form `services["name"]`: a handle now, resolved on its first call. */
@@ -67,8 +96,11 @@ export interface Services extends AsyncDisposable {
   describe(name: string): Promise<ServiceRecord | undefined>;
   /** Records plus live stats of every instance (what `actorbus ls` prints). */
   status(): Promise<ServiceStatus[]>;
-  /** Registry changes as they happen (and the current services first, with includeExisting). */
-  watch(options?: { includeExisting?: boolean }): Promise<RegistryWatch>;
+  /**
+   * Registry changes as they happen (and the current services first, with includeExisting):
+   * `for await (const ev of services.watch())`. ClosedError once the registry is closed.
+   */
+  watch(options?: { includeExisting?: boolean }): RegistryWatch;
 
   /** Stops every instance of one service (wherever it runs) and removes it. */
   remove(name: string): Promise<boolean>;

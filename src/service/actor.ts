@@ -2,7 +2,7 @@ import { defaultHostId } from "../agent/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { isReplicaRef, launchService } from "./controller.ts";
 import { callerModuleUrl, resolveModuleRef } from "./module-ref.ts";
-import { checkServiceOptions, resolveServiceOptions, type ServiceOptions } from "./options.ts";
+import { checkServiceOptions, resolveServiceOptions, SERVICE_DEFAULTS, type ServiceOptions } from "./options.ts";
 import { controllerOf, createServiceProxy } from "./proxy.ts";
 import type { LaunchContext, ServiceProxy } from "./types.ts";
 
@@ -10,6 +10,22 @@ const CONFIG = Symbol.for("actorbus.actorOptions");
 const CALLERS = Symbol.for("actorbus.callerModules");
 
 type ActorCtor = new (...args: any[]) => Actor;
+
+/** ForgeActor's class attributes: a subclass may declare them, options() sets them. */
+const CLASS_ATTRIBUTES = ["procs", "hosts", "withGpus", "numReplicas", "meshName"] as const;
+
+/** What a class returned by options() exposes: every configured key, as a read-only static. */
+export type ConfiguredActor<C> = C & { readonly [K in keyof ServiceOptions]: ServiceOptions[K] };
+
+/**
+ * The options a class launches with. Class attributes are read as ForgeActor's as_service()
+ * reads them, so a subclass declaring `static procs = 2` launches two processes; on a class
+ * from options() they hold its configuration.
+ */
+function configOf(cls: Function): ServiceOptions {
+  const attributes = Object.fromEntries(CLASS_ATTRIBUTES.map((k) => [k, (cls as unknown as Record<string, unknown>)[k]]));
+  return { ...((cls as unknown as Record<symbol, ServiceOptions>)[CONFIG] ?? {}), ...attributes };
+}
 
 const intEnv = (v: string | undefined, dflt: number) => {
   const n = Number(v);
@@ -38,6 +54,19 @@ export class Actor {
   /** The module that exports the class (`static module = import.meta.url`). */
   declare static module?: string;
 
+  // ForgeActor's class attributes with its defaults. A subclass may declare its own (as a
+  // ForgeActor subclass sets `procs = 2`); options() values win over both.
+  /** Processes per replica. */
+  static readonly procs: number = SERVICE_DEFAULTS.procs;
+  /** Hosts one replica spans; null: as few as fit. */
+  static readonly hosts: number | null = SERVICE_DEFAULTS.hosts;
+  /** One GPU per process. */
+  static readonly withGpus: boolean = SERVICE_DEFAULTS.withGpus;
+  /** Replicas launched by asService(). */
+  static readonly numReplicas: number = SERVICE_DEFAULTS.numReplicas;
+  /** The service's registry name; null: the class name in lower case. */
+  static readonly meshName: string | null = SERVICE_DEFAULTS.meshName;
+
   /** This process's rank within its replica (0..size-1). */
   readonly rank: number;
   /** Processes in the replica (the `procs` option). */
@@ -54,19 +83,27 @@ export class Actor {
 
   /**
    * A subclass carrying these options (merged over the ones already configured). Each call
-   * makes a separate subclass, so several configurations of one class coexist.
+   * makes a separate subclass, so several configurations of one class coexist. As with
+   * ForgeActor, the configured values are readable on it: `Counter.options({ procs: 2 }).procs`.
    */
-  static options<C extends ActorCtor>(this: C, options: ServiceOptions): C {
+  static options<C extends ActorCtor>(this: C, options: ServiceOptions): ConfiguredActor<C> {
     const self = this as unknown as Function;
     if (self === Actor) throw new InvalidOptionsError("options() is called on a subclass of Actor, e.g. Counter.options({ numReplicas: 2 })");
     checkServiceOptions(options, `${self.name}.options()`);
     const merged = { ...((self as unknown as Record<symbol, ServiceOptions>)[CONFIG] ?? {}), ...options };
-    resolveServiceOptions(merged, `${self.name}.options()`); // fail here, not at launch
     const Configured = class extends (this as ActorCtor) {};
     Object.defineProperty(Configured, "name", { value: self.name });
     Object.defineProperty(Configured, CONFIG, { value: merged });
     Object.defineProperty(Configured, CALLERS, { value: [callerModuleUrl(), ...((self as unknown as Record<symbol, string[]>)[CALLERS] ?? [])] });
-    return Configured as unknown as C;
+    // Read-only: keys other than the class attributes launch from CONFIG, so an assigned value
+    // would be reported but not used; options() again makes a new configuration.
+    // An explicit undefined means "the default" (as at launch), not the parent's value.
+    for (const [k, v] of Object.entries(merged)) {
+      const value = v === undefined && (CLASS_ATTRIBUTES as readonly string[]).includes(k) ? SERVICE_DEFAULTS[k as (typeof CLASS_ATTRIBUTES)[number]] : v;
+      Object.defineProperty(Configured, k, { value, enumerable: true, writable: false, configurable: false });
+    }
+    resolveServiceOptions(configOf(Configured), `${self.name}.options()`); // fail here, not at launch
+    return Configured as unknown as ConfiguredActor<C>;
   }
 
   /** Launches `numReplicas` replicas and returns the service: routed endpoints, fanout, sessions, shutdown(). */
@@ -102,7 +139,7 @@ export class Actor {
 async function launch(cls: Function, args: unknown[], single: boolean, caller: string | undefined): Promise<unknown> {
   if (cls === Actor) throw new InvalidOptionsError("asService()/asActor() are called on a subclass of Actor, e.g. Counter.asService()");
   const base = exportedClass(cls);
-  const configured = (cls as unknown as Record<symbol, ServiceOptions>)[CONFIG] ?? {};
+  const configured = configOf(cls);
   const where = `${base.name}.options()`;
   const options = resolveServiceOptions(single ? { ...configured, numReplicas: 1 } : configured, where);
   const declared = (base as { module?: unknown }).module;

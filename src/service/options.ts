@@ -1,5 +1,5 @@
-import { checkInt } from "../actor/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
+import { bool, custom, defineOptions, durationMs, int, nullable, obj, oneOf, oneOrMany, str, stringRecord, type SpecFor } from "../options/index.ts";
 import type { Services } from "../registry/index.ts";
 import { validateName } from "../subjects/index.ts";
 
@@ -114,64 +114,57 @@ export const SERVICE_DEFAULTS: Omit<ResolvedServiceOptions, "services" | "namesp
   env: {},
 });
 
-const KNOWN = new Set([...Object.keys(SERVICE_DEFAULTS), "services", "namespace", "servers"]);
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 
-/** Checks the keys and types of a (partial) options object; options() calls it eagerly. */
+const serviceOptions = defineOptions(
+  "service options",
+  {
+    numReplicas: int({ min: 1, hint: "use 1 or more replicas" }),
+    procs: int({ min: 1, hint: "processes per replica" }),
+    hosts: nullable(int({ min: 1, hint: "hosts per replica, or null for as few as fit" })),
+    withGpus: bool(),
+    meshName: nullable((v: unknown) => validateName("service", v)),
+    maxConcurrency: int({ min: 1, hint: "use 1 for one call at a time per process" }),
+    maxPending: int({ min: 0, hint: "use 0 to reject calls while every replica is busy" }),
+    timeoutMs: durationMs({ min: 1, hint: "the deadline of each call" }),
+    maxRestarts: int({ min: 0, hint: "use 0 to never restart a crashed replica" }),
+    maxTaskRetries: int({ min: 0, hint: "use 0 to fail calls of a crashed replica with ReplicaCrashedError" }),
+    restartBackoffMs: durationMs({ min: 0, hint: "the delay before the first restart" }),
+    maxBackoffMs: durationMs({ min: 0, hint: "the longest delay between restarts" }),
+    stableMs: durationMs({ min: 0, hint: "how long a replica must stay healthy to reset its restart count" }),
+    routing: oneOf(ROUTINGS),
+    placement: oneOf(PLACEMENTS),
+    healthIntervalMs: durationMs({ min: 50, hint: "the period between heartbeats" }),
+    startTimeoutMs: durationMs({ min: 1, hint: "how long a replica may take to start" }),
+    drainTimeoutMs: durationMs({ min: 0, hint: "how long to let in-flight calls finish on shutdown" }),
+    version: custom<string>((v) => typeof v === "string" && SEMVER.test(v), 'a semantic version such as "1.2.0"', "NATS micro requires it"),
+    description: str(),
+    metadata: stringRecord('labels such as { team: "rl" }'),
+    env: stringRecord('variables such as { OMP_NUM_THREADS: "1" }'),
+    services: obj<Services>("pass the result of getServices(), or namespace/servers instead", ["get", "close"]),
+    namespace: (v: unknown) => validateName("namespace", v),
+    servers: oneOrMany(str({ expected: "a URL such as nats://127.0.0.1:4222 (or a list of them)" })),
+  } satisfies SpecFor<ServiceOptions>,
+  // metadata and env are copied by their checker, so the frozen defaults are never handed out.
+  () => ({ ...SERVICE_DEFAULTS }),
+  { example: "{ numReplicas: 2 }" },
+);
+
+/** Checks the keys and the given values of a (partial) options object; options() calls it eagerly. */
 export function checkServiceOptions(o: ServiceOptions, where: string): void {
-  if (typeof o !== "object" || o === null) throw new InvalidOptionsError(`${where} must be an object such as { numReplicas: 2 }`);
-  for (const k of Object.keys(o)) {
-    if (!KNOWN.has(k)) {
-      throw new InvalidOptionsError(`${where}: unknown option "${k}"; valid options are ${[...KNOWN].join(", ")}`, { details: { option: k } });
-    }
-  }
+  serviceOptions.check(o, where);
 }
 
 export function resolveServiceOptions(o: ServiceOptions, where = "service options"): ResolvedServiceOptions {
-  checkServiceOptions(o, where);
-  const defined = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
-  const r = { ...SERVICE_DEFAULTS, services: undefined, namespace: undefined, servers: undefined, ...defined } as ResolvedServiceOptions;
-  r.metadata = { ...(o.metadata ?? {}) };
-  r.env = { ...(o.env ?? {}) };
-  checkInt(where, "numReplicas", r.numReplicas, 1, "use 1 or more replicas");
-  checkInt(where, "procs", r.procs, 1, "processes per replica");
-  if (r.hosts !== null) {
-    checkInt(where, "hosts", r.hosts, 1, "hosts per replica, or null for as few as fit");
-    if (r.procs % r.hosts !== 0) {
-      throw new InvalidOptionsError(`${where}: procs (${r.procs}) must be a multiple of hosts (${r.hosts}) so every host runs the same number of processes`, { details: { option: "hosts" } });
-    }
-  }
-  if (typeof r.withGpus !== "boolean") throw new InvalidOptionsError(`${where}: withGpus must be true or false`, { details: { option: "withGpus" } });
-  if (r.meshName !== null) validateName("service", r.meshName);
-  checkInt(where, "maxConcurrency", r.maxConcurrency, 1, "use 1 for one call at a time per process");
-  checkInt(where, "maxPending", r.maxPending, 0, "use 0 to reject calls while every replica is busy");
-  checkInt(where, "timeoutMs", r.timeoutMs, 1, "deadlines are in milliseconds");
-  checkInt(where, "maxRestarts", r.maxRestarts, 0, "use 0 to never restart a crashed replica");
-  checkInt(where, "maxTaskRetries", r.maxTaskRetries, 0, "use 0 to fail calls of a crashed replica with ReplicaCrashedError");
-  checkInt(where, "restartBackoffMs", r.restartBackoffMs, 0, "milliseconds before the first restart");
-  checkInt(where, "maxBackoffMs", r.maxBackoffMs, 0, "the longest delay between restarts, in milliseconds");
-  checkInt(where, "stableMs", r.stableMs, 0, "milliseconds a replica must stay healthy to reset its restart count");
-  checkInt(where, "healthIntervalMs", r.healthIntervalMs, 50, "milliseconds between heartbeats");
-  checkInt(where, "startTimeoutMs", r.startTimeoutMs, 1, "milliseconds a replica may take to start");
-  checkInt(where, "drainTimeoutMs", r.drainTimeoutMs, 0, "milliseconds to let in-flight calls finish on shutdown");
-  if (!(ROUTINGS as readonly string[]).includes(r.routing)) {
-    throw new InvalidOptionsError(`${where}: routing must be one of ${ROUTINGS.map((x) => `"${x}"`).join(", ")}`, { details: { option: "routing" } });
+  const r: ResolvedServiceOptions = serviceOptions.parse(o, where);
+  if (r.hosts !== null && r.procs % r.hosts !== 0) {
+    throw new InvalidOptionsError(`${where}: procs (${r.procs}) must be a multiple of hosts (${r.hosts}) so every host runs the same number of processes`, { details: { option: "hosts" } });
   }
   if (r.routing === "queue-group" && r.procs > 1) {
     throw new InvalidOptionsError(`${where}: routing "queue-group" sends a call to one process, so it needs procs 1; use "least-loaded" for multi-process replicas`, { details: { option: "routing" } });
   }
-  if (!(PLACEMENTS as readonly string[]).includes(r.placement)) {
-    throw new InvalidOptionsError(`${where}: placement must be one of ${PLACEMENTS.map((x) => `"${x}"`).join(", ")}`, { details: { option: "placement" } });
-  }
-  if (typeof r.version !== "string" || !SEMVER.test(r.version)) {
-    throw new InvalidOptionsError(`${where}: version must be a semantic version such as "1.2.0" (NATS micro requires it)`, { details: { option: "version" } });
-  }
-  for (const [k, v] of Object.entries({ ...r.metadata, ...r.env })) {
-    if (typeof v !== "string") throw new InvalidOptionsError(`${where}: metadata and env values must be strings ("${k}" is ${typeof v})`);
-  }
-  if (r.namespace !== undefined) validateName("namespace", r.namespace);
   if (r.services !== undefined && (r.namespace !== undefined || r.servers !== undefined)) {
-    throw new InvalidOptionsError(`${where}: give either services or namespace/servers, not both (services already has a namespace and a connection)`);
+    throw new InvalidOptionsError(`${where}: give either services or namespace/servers, not both (services already has a namespace and a connection)`, { details: { option: "services" } });
   }
   return r;
 }

@@ -1,15 +1,14 @@
 import { expect } from "chai";
 import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { getServices, type Services } from "../../src/index.ts";
 import { CounterService } from "../fixtures/services.ts";
 import { testUrl, uniqueNamespace } from "../helpers/nats.ts";
+import { CLI_ARGS } from "../helpers/cli.ts";
 
-const BIN = fileURLToPath(new URL("../../bin/actorbus.mjs", import.meta.url));
 const run = async (...args: string[]) => {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], { env: { ...process.env, NATS_URL: testUrl() } });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...CLI_ARGS, ...args], { env: { ...process.env, NATS_URL: testUrl() } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -55,7 +54,8 @@ describe("actorbus CLI", function () {
   });
 
   it("reset requires --namespace and then empties it", async () => {
-    expect((await run("reset")).code).to.equal(1);
+    // A usage error (the command line itself is wrong) exits 2, like an unknown command.
+    expect((await run("reset")).code).to.equal(2);
     const { code, stdout } = await run("reset", "--namespace", ns);
     expect(code).to.equal(0);
     expect(stdout).to.contain("stopped 1 service(s) (counter)");

@@ -147,7 +147,7 @@ describe("PythonExecutorService used directly (no registry)", function () {
     it("validates options with messages that name the fix", () => {
       const bad: [unknown, RegExp][] = [
         [{ poolSize: 0 }, /poolSize must be an integer >= 1/],
-        [{ timeoutMs: -5 }, /timeoutMs must be an integer >= 1/],
+        [{ timeoutMs: -5 }, /timeoutMs must be a number of milliseconds in 1\.\.2147483647/],
         [{ pool_size: 4 }, /unknown option "pool_size"; valid options are poolSize/],
         [{ sandbox: { memoryBytes: 10 } }, /memoryBytes must be an integer >= /],
         [{ sandbox: { nework: false } }, /unknown option "nework"/],

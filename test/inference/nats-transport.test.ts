@@ -136,7 +136,7 @@ describe("NatsTransport", function () {
 
   it("validates its options with messages that name the fix", () => {
     expect(() => new NatsTransport({ connection: {} as BusConnection, namespace: ns, name: "p" })).to.throw(InvalidOptionsError, /connectBus/);
-    expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", leaseMs: 5 })).to.throw(InvalidOptionsError, /leaseMs must be an integer >= 20/);
+    expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", leaseMs: 5 })).to.throw(InvalidOptionsError, /leaseMs must be a number of milliseconds in 20\.\./);
     expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "p", timeout: 5 } as never)).to.throw(InvalidOptionsError, /unknown option "timeout"/);
     expect(() => new NatsTransport({ connection: clientConn, namespace: ns, name: "a.b" })).to.throw(/invalid inference server name/);
   });

@@ -156,7 +156,8 @@ for (const backend of ["local", "nats"] as Backend[]) {
     });
 
     it("watch() reports registrations and removals", async () => {
-      const watch = await services.watch();
+      const watch = services.watch();
+      await watch.ready();
       const events: RegistryEvent[] = [];
       const done = (async () => {
         for await (const e of watch) events.push(e);
@@ -172,7 +173,7 @@ for (const backend of ["local", "nats"] as Backend[]) {
 
     it("watch({ includeExisting }) starts with the current services", async () => {
       await services.register("existing", CounterService);
-      const watch = await services.watch({ includeExisting: true });
+      const watch = services.watch({ includeExisting: true });
       for await (const e of watch) {
         expect(e).to.include({ type: "registered", name: "existing" });
         break; // leaving the loop stops the watch

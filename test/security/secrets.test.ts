@@ -2,7 +2,6 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { expect } from "chai";
@@ -13,9 +12,9 @@ import { subjectsFor } from "../../src/subjects/index.ts";
 import { Counter } from "../fixtures/replicas/counter.ts";
 import { uniqueNamespace } from "../helpers/nats.ts";
 import { replicaPids, startAgentProcess, stopAllAgents } from "../helpers/replicas.ts";
+import { CLI_ARGS } from "../helpers/cli.ts";
 
 const run = promisify(execFile);
-const CLI = fileURLToPath(new URL("../../bin/actorbus.mjs", import.meta.url));
 
 /** A password no other text contains, so finding it anywhere is a leak. */
 const PASSWORD = `pw-${randomBytes(12).toString("hex")}`;
@@ -93,7 +92,7 @@ describe("security: secrets stay out of errors, the registry, status and replica
       }
       // Not spawnSync: the service's controller lives in this process and must answer the CLI.
       for (const cmd of [["ls"], ["status", "--json"], ["status"]]) {
-        const r = await run(process.execPath, [CLI, ...cmd, "--servers", server.url, "--namespace", ns], {
+        const r = await run(process.execPath, [...CLI_ARGS, ...cmd, "--servers", server.url, "--namespace", ns], {
           encoding: "utf8",
           timeout: 20_000,
           env: { ...process.env, NATS_USER: "alice", NATS_PASSWORD: PASSWORD },

@@ -1,0 +1,10 @@
+import { defineOptions, durationMs, type SpecFor } from "../options/index.ts";
+import type { HandleOptions } from "./types.ts";
+
+/** Options of get(), at() and getClient(): checked before any lookup, so a bad deadline fails at once. */
+export const handleOptions = defineOptions(
+  "handle options",
+  { timeoutMs: durationMs({ min: 1, hint: "the deadline of each call through the handle" }) } satisfies SpecFor<HandleOptions>,
+  {},
+  { example: "{ timeoutMs: 5_000 }" },
+);
