@@ -8,6 +8,8 @@ export type {
   Services,
   ServiceFactory,
   HandleOptions,
+  WatchOptions,
+  ServiceClient,
   RegistryEvent,
   RegistryWatch,
   ServiceRecord,
@@ -55,7 +57,7 @@ export type { WireError } from "./errors/index.ts";
 
 // Services: ForgeActor-style actors with replicas across hosts
 export { Actor, SessionLostError, sessionInfo, collectStatus, formatStatus, liveAgents } from "./service/index.ts";
-export type { ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
+export type { ConfiguredActor, ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
 export { startAgent } from "./agent/index.ts";
 export type { Agent, AgentOptions, HostRecord } from "./agent/index.ts";
 

@@ -9,7 +9,8 @@ import { statusCommand } from "./status.ts";
 const HELP = `actorbus — services and actors on NATS
 
   actorbus ls     [--namespace N] [--json]              services with host, calls, errors
-  actorbus call   <service> <method> [json args] [-n N] call a method, print the JSON result
+  actorbus call   <service> <method> [json args] [-n N] [--timeout-ms MS]
+                                                        call a method, print the JSON result
   actorbus reset  --namespace N                         stop every service of a namespace
   actorbus status [--namespace N] [--json]              services with replicas, hosts, state, latency; agents
   actorbus agent  [--host-id ID] [--cpus N] [--gpus N]  run a host agent that starts replica processes

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { bool, defineOptions, durationMs, int, list, str, type SpecFor } from "../options/index.ts";
 
 /**
  * A private nats-server child process: the embedded default (like `ray.init()` starting a local
@@ -79,7 +80,23 @@ async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: st
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-export async function startNatsServer(opts: NatsServerSpawnOptions = {}): Promise<NatsServerProcess> {
+const spawnOptions = defineOptions(
+  "startNatsServer options",
+  {
+    binary: str({ nonEmpty: true, expected: "a path to nats-server" }),
+    jetstream: bool(),
+    port: int({ min: 1, max: 65_535, hint: "leave it out for a free port" }),
+    config: str(),
+    args: list(str()),
+    storeDir: str({ nonEmpty: true, expected: "a directory path" }),
+    startTimeoutMs: durationMs({ min: 1, hint: "how long the server may take to accept connections" }),
+  } satisfies SpecFor<NatsServerSpawnOptions>,
+  { jetstream: true, startTimeoutMs: 10_000 },
+  { example: "{ port: 4222 }" },
+);
+
+export async function startNatsServer(given: NatsServerSpawnOptions = {}): Promise<NatsServerProcess> {
+  const opts = spawnOptions.parse(given);
   const binary = opts.binary ?? findNatsServerBinary();
   if (!binary) throw new Error("nats-server is not installed: apt-get install nats-server, or set NATS_SERVER_BIN");
   const port = opts.port ?? (await freePort());
@@ -110,7 +127,7 @@ export async function startNatsServer(opts: NatsServerSpawnOptions = {}): Promis
         if (spawnError) throw new Error(`cannot run ${binary}: ${spawnError.message}`);
         if (c.exitCode !== null) throw new Error(`nats-server exited with ${c.exitCode}: ${stderrTail}`);
         return tcpReachable("127.0.0.1", port, 200);
-      }, opts.startTimeoutMs ?? 10_000, `nats-server on port ${port}`);
+      }, opts.startTimeoutMs, `nats-server on port ${port}`);
     } catch (e) {
       c.kill("SIGKILL");
       throw e;

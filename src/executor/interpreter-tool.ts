@@ -82,6 +82,9 @@ const INTERPRETER_CHECKS = {
 
 const INTERPRETER_DEFAULTS = { services: null, serviceName: "python_executor", persistent: false, callTimeoutMs: 120_000, maxProcesses: 16 } as const;
 
+/** Options of run() and execute(). */
+const runOptions = defineOptions("PythonInterpreter run options", { sessionId: str({ nonEmpty: true, maxLength: 256 }) }, {}, { example: '{ sessionId: "env-1" }' });
+
 const interpreterOptions = defineOptions("PythonInterpreter options", INTERPRETER_CHECKS, () => ({ ...INTERPRETER_DEFAULTS }), {
   example: "{ services: null, persistent: true }",
 });
@@ -176,11 +179,12 @@ export class PythonInterpreter implements AsyncDisposable {
   async run(reply: string, options: { sessionId?: string } = {}): Promise<RunResult> {
     if (this.#closed) throw new ClosedError("the PythonInterpreter is closed");
     if (typeof reply !== "string") throw new TypeError(`run(reply) needs the reply text (got ${typeof reply})`);
+    const { sessionId } = runOptions.parse(options);
     const blocks = extractPythonBlocks(reply);
     const messages: string[] = [];
     const results: ExecutionResult[] = [];
     for (const [i, code] of blocks.entries()) {
-      const r = await this.#execute(code, options.sessionId);
+      const r = await this.#execute(code, sessionId);
       results.push(r);
       messages.push(formatBlockMessage(i, r));
     }
@@ -190,7 +194,7 @@ export class PythonInterpreter implements AsyncDisposable {
   /** Runs one piece of code (no block extraction). */
   async execute(code: string, options: { sessionId?: string } = {}): Promise<ExecutionResult> {
     if (this.#closed) throw new ClosedError("the PythonInterpreter is closed");
-    return this.#execute(code, options.sessionId);
+    return this.#execute(code, runOptions.parse(options).sessionId);
   }
 
   async #execute(code: string, sessionId: string | undefined): Promise<ExecutionResult> {

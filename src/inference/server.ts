@@ -1,6 +1,6 @@
 import { InvalidOptionsError } from "../errors/index.ts";
 import { InferenceServerStateError, InferenceShutdownError, ResultCountError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
-import { defineOptions, durationMs, fn, int, type SpecFor } from "../options/index.ts";
+import { bool, defineOptions, durationMs, fn, int, type SpecFor } from "../options/index.ts";
 import { StatsRecorder, type InferenceServerStats } from "./stats.ts";
 import { stack, unstack, type TensorBatch, type TensorBatchLike, type TensorRecord } from "./tensor-records.ts";
 import type { InferenceClient, InferenceTransport } from "./transport.ts";
@@ -45,6 +45,8 @@ const serverOptions = defineOptions(
   { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, statsWindow: 1024, shutdownTimeoutMs: 5_000 },
   { example: "{ maxBatchSize: 64 }" },
 );
+
+const statsOptions = defineOptions("stats options", { reset: bool() }, { reset: false }, { example: "{ reset: true }" });
 
 const shutdownOptions = defineOptions(
   "shutdown options",
@@ -144,9 +146,10 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   }
 
   stats(opts: { reset?: boolean } = {}): InferenceServerStats {
+    const { reset } = statsOptions.parse(opts);
     const expired = this.transport.expired ?? 0;
     const s = this.recorder.snapshot(expired - this.expiredAtReset);
-    if (opts.reset) {
+    if (reset) {
       this.recorder.reset();
       this.expiredAtReset = expired;
     }

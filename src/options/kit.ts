@@ -236,7 +236,7 @@ export function durationMs({ min = 0, allowInfinity = false, hint }: DurationOpt
     if (typeof v === "number" && ((v >= min && v <= MAX_TIMER_MS) || (allowInfinity && v === Infinity))) return v;
     let why = hint;
     if (typeof v === "string" && v.trim() !== "" && Number.isFinite(Number(v))) why = `pass the number ${Number(v)}, not a string`;
-    else if (typeof v === "number" && Number.isNaN(v)) why = `NaN would never time out; check the arithmetic that produced it${hint ? `, ${hint}` : ""}`;
+    else if (typeof v === "number" && Number.isNaN(v)) why = `NaN would never time out${hint ? `; ${hint}` : ""}`;
     else if (typeof v === "number" && v > MAX_TIMER_MS) why = `timers cannot wait longer (about 24.8 days)${allowInfinity ? "; use Infinity for no deadline" : ""}`;
     throw fail(where, key, expected, v, why);
   };

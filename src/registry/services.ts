@@ -29,8 +29,8 @@ import { validateName, type Subjects } from "../subjects/index.ts";
 import { pingInstance } from "./liveness.ts";
 import { decodeRecord, encodeRecord, recordKindOf, type InstanceRecord, type ServiceRecord } from "./records.ts";
 import type { RegistryStore } from "./store.ts";
-import { handleOptions } from "./handle-options.ts";
-import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceClient, ServiceFactory, ServiceStatus, Services } from "./types.ts";
+import { handleOptions, watchOptions } from "./handle-options.ts";
+import type { HandleOptions, RegistryEvent, RegistryWatch, ServiceClient, ServiceFactory, ServiceStatus, Services, WatchOptions } from "./types.ts";
 import { hostname } from "node:os";
 
 export interface RegistryParams {
@@ -310,13 +310,14 @@ export function createRegistry(p: RegistryParams): Services {
     return found !== undefined;
   };
 
-  const watchImpl = (opts?: { includeExisting?: boolean }): RegistryWatch => {
+  const watchImpl = (options?: WatchOptions): RegistryWatch => {
     ensureOpen();
+    const opts = watchOptions.parse(options);
     let stopped = false;
     let closing: Promise<void> | undefined;
     // Started now, not on the first next(): what changes after watch() returns is not missed
     // (on NATS once ready() resolves: the KV consumer takes a round trip to set up).
-    const started = store.watch(subjects.serviceKeyFilter(), opts?.includeExisting ?? false).then((w) => {
+    const started = store.watch(subjects.serviceKeyFilter(), opts.includeExisting).then((w) => {
       if (stopped) w.stop();
       return w;
     });

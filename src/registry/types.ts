@@ -19,6 +19,11 @@ export interface HandleOptions {
   timeoutMs?: number;
 }
 
+export interface WatchOptions {
+  /** Yield a `registered` event for every service already registered, first. Default false. */
+  includeExisting?: boolean;
+}
+
 export type RegistryEvent =
   | { type: "registered"; name: string; record: ServiceRecord; revision: number }
   | { type: "removed"; name: string; revision: number };
@@ -100,7 +105,7 @@ export interface Services extends AsyncDisposable {
    * Registry changes as they happen (and the current services first, with includeExisting):
    * `for await (const ev of services.watch())`. ClosedError once the registry is closed.
    */
-  watch(options?: { includeExisting?: boolean }): RegistryWatch;
+  watch(options?: WatchOptions): RegistryWatch;
 
   /** Stops every instance of one service (wherever it runs) and removes it. */
   remove(name: string): Promise<boolean>;

@@ -1,4 +1,4 @@
-export { Actor } from "./actor.ts";
+export { Actor, type ConfiguredActor } from "./actor.ts";
 export { SessionLostError } from "./errors.ts";
 export { sessionInfo, controllerOf, type SessionInfo } from "./proxy.ts";
 export { resolveServiceOptions, SERVICE_DEFAULTS, ROUTINGS, PLACEMENTS, type ServiceOptions, type ResolvedServiceOptions, type Routing, type PlacementMode } from "./options.ts";

@@ -1,6 +1,9 @@
 import type { ServiceHandle } from "../actor/index.ts";
+import { bool, defineOptions, type SpecFor } from "../options/index.ts";
 import type { ServiceController, SessionState } from "./controller.ts";
 import type { ServiceProxy, SessionHandle, SessionOptions } from "./types.ts";
+
+const sessionOptions = defineOptions("session options", { rebind: bool() } satisfies SpecFor<SessionOptions>, { rebind: false }, { example: "{ rebind: true }" });
 
 // Names generic code probes on any object (await, inspection, test matchers): never endpoints.
 const NOT_REMOTE = new Set(["then", "catch", "finally", "toJSON", "constructor", "valueOf", "toString", "toLocaleString", "inspect", "asymmetricMatch", "$$typeof", "nodeType"]);
@@ -64,7 +67,13 @@ export function createServiceProxy<T>(c: ServiceController): ServiceProxy<T> {
     endpoint: (m: string) => ep(m),
     session: (fnOrOptions?: ((s: ServiceHandle<T>) => Promise<unknown>) | SessionOptions, maybeOptions?: SessionOptions) => {
       if (typeof fnOrOptions === "function") {
-        const s = c.openSession(maybeOptions?.rebind === true);
+        let rebind: boolean;
+        try {
+          rebind = sessionOptions.parse(maybeOptions).rebind;
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        const s = c.openSession(rebind);
         return (async () => {
           try {
             return await fnOrOptions(sessionHandle<T>(c, s));
@@ -73,7 +82,7 @@ export function createServiceProxy<T>(c: ServiceController): ServiceProxy<T> {
           }
         })();
       }
-      return sessionHandle<T>(c, c.openSession(fnOrOptions?.rebind === true));
+      return sessionHandle<T>(c, c.openSession(sessionOptions.parse(fnOrOptions).rebind));
     },
   };
   return new Proxy(Object.create(null), {

@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { createHandle, handleInfo } from "../../src/actor/index.ts";
 import { defaultHostId, resolveAgentOptions, startAgent } from "../../src/agent/index.ts";
-import { connectBus, createLocalBus, localConnection, rateLimitedLogger } from "../../src/connection/index.ts";
+import { connectBus, createLocalBus, localConnection, rateLimitedLogger, startNatsServer } from "../../src/connection/index.ts";
 import { InvalidOptionsError, ServiceNotFoundError } from "../../src/errors/index.ts";
 import { PythonExecutorService, PythonInterpreter, resolveExecutorOptions } from "../../src/executor/index.ts";
 import { resolveExecuteOptions } from "../../src/executor/options.ts";
@@ -183,6 +183,12 @@ describe("options of every public entry", function () {
     it("rejects an unknown key with a suggestion, also in connect", async () => {
       await expectUnknown(() => new PythonInterpreter({ service_name: "x" } as never), "service_name", "serviceName", ["callTimeoutMs", "persistent"]);
       await expectUnknown(() => new PythonInterpreter({ services: "local", connect: { staleAfter: 5 } as never }), "staleAfter", "staleAfterMs", ["timeoutMs"]);
+      const tool = new PythonInterpreter();
+      try {
+        await expectUnknown(() => tool.run("no code here", { session: "s" } as never), "session", "sessionId", ["sessionId"]);
+      } finally {
+        await tool.close();
+      }
     });
 
     it("skips undefined values: defaults apply", async () => {
@@ -223,9 +229,11 @@ describe("options of every public entry", function () {
     it("skips undefined values: defaults apply", async () => {
       const t = new InProcessTransport({ timeoutMs: undefined, maxBuffered: undefined });
       expect((t as unknown as { timeoutMs: number }).timeoutMs).to.equal(30_000);
-      const server = new InferenceServer(model, t, { maxBatchSize: undefined, timeoutMs: undefined, collate: undefined }).start();
+      // collate undefined: the default stacks tensor records into one array per key.
+      const doubleFirst = async (batch: { data: { x: Float32Array } }) => [batch.data.x[0]! * 2];
+      const server = new InferenceServer(doubleFirst, t, { maxBatchSize: undefined, timeoutMs: undefined, collate: undefined }).start();
       expect([server.maxBatchSize, server.timeoutMs]).to.deep.equal([64, 10]);
-      expect(await t.submit([1], { timeoutMs: undefined })).to.deep.equal([1]);
+      expect(await t.submit({ x: new Float32Array([3]) }, { timeoutMs: undefined })).to.equal(6);
       await server.shutdown({ timeoutMs: undefined });
       const n = new NatsTransport({ connection: conn, namespace: "n", name: "p", leaseMs: undefined });
       expect((n as unknown as { leaseMs: number }).leaseMs).to.equal(1_000);
@@ -271,6 +279,12 @@ describe("options of every public entry", function () {
       await expectUnknown(() => services.at("counter", { timeout: 5 } as never), "timeout", "timeoutMs", ["timeoutMs"]);
     });
 
+    it("watch() rejects an unknown key with a suggestion, and skips undefined values", async () => {
+      await expectUnknown(() => services.watch({ includeExisitng: true } as never), "includeExisitng", "includeExisting", ["includeExisting"]);
+      const w = services.watch({ includeExisting: undefined });
+      await w.close();
+    });
+
     it("skips undefined values: the service's deadline applies", async () => {
       expect(handleInfo(await services.get("counter", { timeoutMs: undefined }))!.timeoutMs).to.equal(7_000);
       expect(handleInfo(services.at("counter", { timeoutMs: undefined }))!.timeoutMs).to.equal(30_000);
@@ -303,6 +317,18 @@ describe("options of every public entry", function () {
       for (const bad of [NaN, 0, Infinity, 2 ** 31]) {
         expect(() => createHandle({ conn, subjects: subjectsFor("n"), name: "x", timeoutMs: bad }), String(bad)).to.throw(InvalidOptionsError, /handle of "x": timeoutMs must be/);
       }
+    });
+  });
+
+  describe("startNatsServer", () => {
+    it("rejects an unknown key and a bad startTimeoutMs before spawning anything", async () => {
+      await expectUnknown(() => startNatsServer({ jetStream: false } as never), "jetStream", "jetstream", ["port", "config"]);
+      await expectBadDeadlines("startTimeoutMs", (bad) => startNatsServer({ startTimeoutMs: bad as number }));
+    });
+
+    it("skips undefined values: defaults apply", async () => {
+      const server = await startNatsServer({ port: undefined, jetstream: undefined, startTimeoutMs: undefined });
+      await server.stop();
     });
   });
 
