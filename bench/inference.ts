@@ -6,6 +6,8 @@
  *   2. overhead per request of NatsTransport vs InProcessTransport (identity model).
  *   3. NatsTransport + InferenceServer vs raw nats.js request/reply (nc.request, noAsyncTraces)
  *      for the same payload and the same codec work, responder in another process.
+ *   4. (issue 14) the setup of 1 with a weight update every 100 batches (weightSync: new MLP
+ *      weights copied in between batches, version bumped) vs no updates: requests/s ratio.
  *
  * This file is also its own child process: `node --import tsx bench/inference.ts <mode> ...`.
  */
@@ -14,6 +16,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connectBus, startNatsServer } from "../src/connection/index.ts";
 import { InferenceServer, InProcessTransport, NatsTransport, type TensorBatch, type TensorRecord } from "../src/inference/index.ts";
+import type { WeightSyncReceiver } from "../src/inference/weights.ts";
 import { pipelined, printTable, ratio, round, sequential, startChild, summarize } from "./lib.ts";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -28,6 +31,7 @@ const RUN_MS = 3_000;
 const SEQ = 3_000;
 const PIPE = 30_000;
 const IN_FLIGHT = 64;
+const UPDATE_EVERY_BATCHES = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -35,16 +39,33 @@ function observation(seed: number): TensorRecord {
   return { observation: Float32Array.from({ length: OBS }, (_, i) => Math.sin(seed + i)) };
 }
 
-/** The benchmark policy: 1 ms awaited per forward, then a 64->256->8 MLP over the whole batch. */
-function makePolicy() {
-  let s = 1;
+interface MlpParams {
+  w1: Float32Array;
+  b1: Float32Array;
+  w2: Float32Array;
+  b2: Float32Array;
+}
+
+function mlpParams(seed: number): MlpParams {
+  let s = seed;
   const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647 - 0.5) * 0.2;
-  const w1 = Float32Array.from({ length: HIDDEN * OBS }, rand); // row j: weights into hidden unit j
-  const b1 = Float32Array.from({ length: HIDDEN }, rand);
-  const w2 = Float32Array.from({ length: ACT * HIDDEN }, rand);
-  const b2 = Float32Array.from({ length: ACT }, rand);
+  return {
+    w1: Float32Array.from({ length: HIDDEN * OBS }, rand), // row j: weights into hidden unit j
+    b1: Float32Array.from({ length: HIDDEN }, rand),
+    w2: Float32Array.from({ length: ACT * HIDDEN }, rand),
+    b2: Float32Array.from({ length: ACT }, rand),
+  };
+}
+
+/**
+ * The benchmark policy: 1 ms awaited per forward, then a 64->256->8 MLP over the whole batch.
+ * Its parameters hang off the function, where `applyWeights` copies new ones in.
+ */
+function makePolicy() {
+  const params = mlpParams(1);
+  const { w1, b1, w2, b2 } = params;
   const h = new Float32Array(HIDDEN);
-  return async (batch: TensorBatch) => {
+  const policy = async (batch: TensorBatch) => {
     await sleep(1);
     const n = batch.batchSize;
     const x = batch.data.observation as Float32Array;
@@ -66,7 +87,32 @@ function makePolicy() {
     }
     return { batchSize: n, data: { action }, shapes: { action: [n, ACT] } };
   };
+  return Object.assign(policy, { params });
 }
+
+/**
+ * A trainer's weights as the server's weightSync sees them: new parameters every
+ * UPDATE_EVERY_BATCHES polls. The server polls once per batch when it is saturated, so that is
+ * an update every 100 batches; the run reports the batches per update it actually got.
+ */
+function everyHundredBatches(): WeightSyncReceiver<unknown, MlpParams> {
+  const sets = [mlpParams(7), mlpParams(11)];
+  let polls = 0;
+  return {
+    initOnReceiver() {},
+    connect() {},
+    receive: () => (++polls % UPDATE_EVERY_BATCHES === 0 ? sets[(polls / UPDATE_EVERY_BATCHES) % 2]! : undefined),
+  };
+}
+
+const applyMlp = (model: unknown, weights: unknown) => {
+  const into = (model as { params: MlpParams }).params;
+  const from = weights as MlpParams;
+  into.w1.set(from.w1);
+  into.b1.set(from.b1);
+  into.w2.set(from.w2);
+  into.b2.set(from.b2);
+};
 
 /** The overhead runs measure transports, not models: items in, the same items out. */
 const identity = { model: async (items: unknown[]) => items, opts: { collate: (items: unknown[]) => items } };
@@ -102,12 +148,36 @@ export async function benchInference(): Promise<Record<string, unknown>> {
     };
     const batch64 = await batching(64);
     const batch1 = await batching(1);
+
+    // ---- 4. weight updates every 100 batches vs none (same clients, same policy) ---------
+    const withUpdates = async (updates: boolean) => {
+      const policy = makePolicy();
+      const opts = updates ? { maxBatchSize: 64, weightSync: everyHundredBatches(), applyWeights: applyMlp } : { maxBatchSize: 64 };
+      const server = new InferenceServer(policy, new NatsTransport({ connection: conn, namespace: NS, name: "policy" }), opts).start();
+      await server.ready();
+      const r = await runClients();
+      const stats = server.stats();
+      await server.shutdown();
+      return { ...r, batches: stats.batches, weightUpdates: stats.weightUpdates, policyVersion: stats.policyVersion };
+    };
+    // ABBA order, so drift over the run (thermal, other load) weighs on both sides alike.
+    const runs = [await withUpdates(false), await withUpdates(true), await withUpdates(true), await withUpdates(false)];
+    const mean = (rs: typeof runs) => Math.round(rs.reduce((a, r) => a + r.requestsPerSecond, 0) / rs.length);
+    const noUpdates = runs.filter((r) => r.weightUpdates === 0);
+    const updated = runs.filter((r) => r.weightUpdates > 0);
+    const weightRatio = ratio(mean(updated), mean(noUpdates));
+    const batchesPerUpdate = round(updated.reduce((a, r) => a + r.batches, 0) / Math.max(1, updated.reduce((a, r) => a + r.weightUpdates, 0)), 1);
     await Promise.all(procs.map((p) => p.stop()));
     const speedup = ratio(batch64.requestsPerSecond, batch1.requestsPerSecond);
     printTable(`inference: ${CLIENT_PROCS * CLIENTS_PER_PROC} clients in ${CLIENT_PROCS} processes over NATS; policy = 1 ms awaited + MLP ${OBS}->${HIDDEN}->${ACT}`, [
       ["maxBatchSize 64", `${batch64.requestsPerSecond} req/s, p50 ${batch64.p50Ms} ms, p99 ${batch64.p99Ms} ms, mean batch ${batch64.meanBatchSize}, model p50 ${batch64.p50ModelMs} ms`],
       ["maxBatchSize 1", `${batch1.requestsPerSecond} req/s, p50 ${batch1.p50Ms} ms, p99 ${batch1.p99Ms} ms, mean batch ${batch1.meanBatchSize}, model p50 ${batch1.p50ModelMs} ms`],
       ["speedup 64 vs 1", `${speedup}x (target >= 4x)`],
+    ]);
+    printTable(`inference with weight updates: same clients and policy, maxBatchSize 64, 2 runs each (ABBA)`, [
+      ["no updates", `${mean(noUpdates)} req/s (${noUpdates.map((r) => r.requestsPerSecond).join(", ")})`],
+      [`update every ${UPDATE_EVERY_BATCHES} batches`, `${mean(updated)} req/s (${updated.map((r) => r.requestsPerSecond).join(", ")}), ${updated.reduce((a, r) => a + r.weightUpdates, 0)} updates, ${batchesPerUpdate} batches per update`],
+      ["ratio (target >= 0.95)", `${weightRatio}x`],
     ]);
 
     // ---- 2. NatsTransport vs InProcessTransport, same process, identity model -----------
@@ -169,6 +239,14 @@ export async function benchInference(): Promise<Record<string, unknown>> {
       clients: CLIENT_PROCS * CLIENTS_PER_PROC,
       clientProcesses: CLIENT_PROCS,
       batching: { maxBatchSize64: batch64, maxBatchSize1: batch1, speedup },
+      weightUpdates: {
+        updateEveryBatches: UPDATE_EVERY_BATCHES,
+        noUpdatesRequestsPerSecond: mean(noUpdates),
+        withUpdatesRequestsPerSecond: mean(updated),
+        batchesPerUpdate,
+        ratio: weightRatio,
+        runs,
+      },
       overheadSameProcess: {
         inProcess: { usPerSequentialCall: usPerCall(inSeq.callsPerSec), sequential: inSeq, pipelined: inPipe },
         nats: { usPerSequentialCall: usPerCall(natsLocalSeq.callsPerSec), sequential: natsLocalSeq, pipelined: natsLocalPipe },

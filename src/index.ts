@@ -17,6 +17,10 @@ export type {
   InstanceStatus,
 } from "./registry/index.ts";
 
+// Calls: per-call options, the served call's context
+export { withOptions, currentCall } from "./call/index.ts";
+export type { CallOptions, CallContext } from "./call/index.ts";
+
 // Actors and handles
 export { handleInfo } from "./actor/index.ts";
 export type { ServiceHandle, HandleInfo, ActorOptions, ActorStats, InstanceInfo } from "./actor/index.ts";
@@ -52,12 +56,15 @@ export {
   ReplicaCrashedError,
   PlacementError,
   ModuleNotAllowedError,
+  CancelledError,
 } from "./errors/index.ts";
 export type { WireError } from "./errors/index.ts";
 
 // Services: ForgeActor-style actors with replicas across hosts
 export { Actor, SessionLostError, sessionInfo, collectStatus, formatStatus, liveAgents } from "./service/index.ts";
 export type { ConfiguredActor, ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
+export { RouterError, ROUTERS } from "./service/index.ts";
+export type { RouterSpec, RouterName, RouterFunction, ReplicaView, RouteRequest } from "./service/index.ts";
 export { startAgent } from "./agent/index.ts";
 export type { Agent, AgentOptions, HostRecord } from "./agent/index.ts";
 

@@ -1,8 +1,10 @@
+import { callSettings, createCallIds, mergeCallOptions, sendableMethod, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
 import type { BusConnection } from "../connection/index.ts";
-import { ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
+import { CodecError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
 import { unwrapReply } from "./protocol.ts";
+import { requestCall } from "./send-call.ts";
 
 type AnyFn = (...args: any[]) => any;
 type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T] & string;
@@ -25,6 +27,8 @@ export interface HandleParams {
    * is not registered at all); called only on that failure.
    */
   explainUnavailable?: (err: ServiceUnavailableError) => Promise<ActorBusError>;
+  /** Per-call options bound by withOptions(). */
+  callOptions?: ResolvedCallOptions;
 }
 
 // Names that generic code probes on any object (await, JSON.stringify, util.inspect, test
@@ -56,25 +60,33 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
   const cache = new Map<string, AnyFn>();
   const info: HandleInfo = { name, namespace: subjects.namespace, timeoutMs };
 
+  const nextId = createCallIds();
+  const opts = p.callOptions;
+
   const call = (method: string, args: unknown[]): Promise<unknown> => {
+    if (!sendableMethod(method)) return Promise.reject(new CodecError(`method name ${JSON.stringify(method.slice(0, 80))} cannot be sent: 1..256 characters without control characters`));
+    const s = callSettings(timeoutMs, opts);
     let payload: Uint8Array;
     try {
-      payload = codec.encode([method, args, timeoutMs]);
+      payload = codec.encode(args);
     } catch (err) {
       return Promise.reject(err);
     }
-    return transport.request(subject, payload, timeoutMs).then(
+    return requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal }).then(
       (bytes) => unwrapReply(codec, bytes),
-      async (err) => {
-        if (err instanceof ServiceUnavailableError && p.explainUnavailable) throw await p.explainUnavailable(err);
-        throw err;
-      },
+      explain,
     );
+  };
+
+  const explain = async (err: unknown): Promise<never> => {
+    if (err instanceof ServiceUnavailableError && p.explainUnavailable) throw await p.explainUnavailable(err);
+    throw err;
   };
 
   return new Proxy(Object.create(null), {
     get(_t, prop) {
       if (prop === HANDLE_INFO) return info;
+      if (prop === WITH_OPTIONS) return (more: ResolvedCallOptions) => createHandle<T>({ ...p, callOptions: mergeCallOptions(opts, more) });
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `ServiceHandle(${subjects.namespace}/${name})`;
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
       let fn = cache.get(prop);

@@ -1,17 +1,21 @@
 import { hostname } from "node:os";
 import PQueue from "p-queue";
 import { brief, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
+import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata, runInCall } from "../call/index.ts";
+import { createDeadlines } from "../connection/index.ts";
 import {
   CallTimeoutError,
+  CancelledError,
   CodecError,
   MethodNotFoundError,
   OverloadedError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
+import { HostedCall } from "./hosted-call.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
 import { callableMethods, OWNER_LIFECYCLE_METHODS } from "./methods.ts";
 import type { ResolvedActorOptions } from "./options.ts";
-import { describeOp, encodeErr, encodeOk, respondSafely, type CallRequest, type ControlOp, type InstanceInfo } from "./protocol.ts";
+import { describeOp, encodeErr, encodeOk, respondSafely, type ControlOp, type InstanceInfo } from "./protocol.ts";
 import { createStatsRecorder, type ActorStats } from "./stats.ts";
 
 /**
@@ -60,12 +64,15 @@ export interface ActorHostParams {
 }
 
 const MAX_ARGS = 65_535;
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+const utf8 = new TextDecoder();
 
-interface Job {
-  msg: Inbound;
-  deadline: number;
-  settled: boolean;
-}
+/**
+ * An instance that relays calls instead of running them (a replicated service's registry face):
+ * it gets the encoded arguments and returns the encoded reply, so neither is decoded on the way.
+ */
+export const RELAY = Symbol.for("actorbus.relay");
+export type Relay = (call: HostedCall, payload: Uint8Array) => Promise<Uint8Array>;
 
 export function createActorHost(p: ActorHostParams): ActorHost {
   const { conn, subjects, name, instance, options } = p;
@@ -76,7 +83,20 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const stats = createStatsRecorder();
   const subs: Subscription[] = [];
   let controlSub: Subscription | undefined;
-  const live = new Set<Job>();
+  const live = new Map<string, HostedCall>(); // by call id
+  // Queued calls cancelled before they ran still sit in p-queue until it reaches them; they do
+  // not count against maxPending.
+  let cancelledQueued = 0;
+  const relay = (instance as Record<symbol, unknown>)[RELAY] as Relay | undefined;
+  // A method that asked for its signal is aborted at its deadline; one shared timer for all.
+  const running = createDeadlines<HostedCall>((c) => {
+    if (!c.settled) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
+  });
+  const watchDeadline = (c: HostedCall) => {
+    const left = c.deadline - Date.now();
+    if (left <= 0) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
+    else running.add(c, left);
+  };
   let accepting = false;
   let failing = false;
   let stopping: Promise<void> | undefined;
@@ -97,49 +117,90 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     if (problem) log.warn("reply not sent as is", { ...where(subject), reason: problem });
   };
 
-  const reply = (job: Job, bytes: Uint8Array) => {
+  const reply = (job: HostedCall, bytes: Uint8Array) => {
     if (job.settled) return;
-    job.settled = true;
-    live.delete(job);
+    settle(job);
     send(job.msg, bytes, "call");
   };
 
-  const run = async (job: Job, method: string, args: unknown[]) => {
+  const settle = (job: HostedCall) => {
+    job.settled = true;
+    if (live.get(job.callId) === job) live.delete(job.callId);
+    if (job.signalled) running.delete(job, Math.max(1, job.deadline - Date.now()));
+  };
+
+  const invoke = (job: HostedCall): Promise<unknown> =>
+    relay ? relay(job, job.msg.data) : Promise.resolve(target[job.method]!(...job.args!));
+
+  const run = async (job: HostedCall) => {
     if (job.settled) return;
+    if (job.cancelled) {
+      // The caller has its CancelledError already; nobody waits for a reply.
+      cancelledQueued--;
+      return settle(job);
+    }
     if (failing) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
     // The caller gave up already: running the method would be wasted work. The answer still
     // goes out (one small message) so that every request gets exactly one reply.
     if (Date.now() > job.deadline) {
       stats.expired();
-      return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${method} waited past its deadline in the queue and did not run`, {
-        details: { service: name, method },
+      return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
+        details: { service: name, method: job.method },
       })));
     }
+    job.started = true;
     const t0 = performance.now();
     let out: Uint8Array;
+    let failed = false;
     try {
-      const value = await target[method]!(...args);
-      out = encodeOk(codec, value);
-      stats.record(performance.now() - t0, false);
+      const value = await runInCall(job, () => invoke(job));
+      out = relay ? (value as Uint8Array) : encodeOk(codec, value);
+      // A relayed reply is bytes: its first element says whether it carries an error.
+      failed = relay !== undefined && out[1] === 1;
     } catch (err) {
       // Either the method threw (a RemoteError for the caller) or its result cannot be encoded
       // (a CodecError from encodeOk); neither is a failure of the host.
       out = encodeErr(codec, err);
+      failed = true;
       stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
+      return reply(job, out);
     }
+    stats.record(performance.now() - t0, failed);
     reply(job, out);
   };
 
-  /** Why a decoded call cannot be run, or undefined if it is well formed. */
-  const malformed = (req: unknown): string | undefined => {
-    if (!Array.isArray(req) || req.length !== 3) return "expected [method, args, timeoutMs]";
-    if (typeof req[0] !== "string") return "method must be a string";
-    if (!Array.isArray(req[1])) return "args must be an array";
-    // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
-    if (req[1].length > MAX_ARGS) return `at most ${MAX_ARGS} arguments per call (got ${req[1].length}); pass an array instead`;
-    const t = req[2];
-    if (typeof t !== "number" || !Number.isFinite(t) || t <= 0) return "timeoutMs must be a finite number of milliseconds > 0";
-    return undefined;
+  /** The call a message carries, or throws a CodecError saying what is wrong with it. */
+  const parseCall = (msg: Inbound): HostedCall => {
+    const header = msg.headers?.get(CALL_HEADER) ?? "";
+    if (!header) throw new CodecError(`call to ${name} without its ${CALL_HEADER} header; call through a handle`, { details: { service: name } });
+    const h = parseCallHeader(header);
+    if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
+    const metaHeader = msg.headers!.get(META_HEADER);
+    const metadata = metaHeader ? parseMetadata(metaHeader) : NO_METADATA;
+    let args: unknown[] | undefined;
+    if (!relay) {
+      const decoded = codec.decode<unknown>(msg.data);
+      if (!Array.isArray(decoded)) throw new CodecError(`malformed call to ${name}: the payload must be the encoded argument array`, { details: { service: name } });
+      // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
+      if (decoded.length > MAX_ARGS) throw new CodecError(`malformed call to ${name}: at most ${MAX_ARGS} arguments per call (got ${decoded.length}); pass an array instead`, { details: { service: name } });
+      args = decoded;
+    }
+    return new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args);
+  };
+
+  const onCancel = (msg: Inbound) => {
+    const job = live.get(utf8.decode(msg.data));
+    if (!job || job.settled) return;
+    const err = new CancelledError(`the call to ${name}.${job.method} was cancelled by its caller`, { details: { service: name, method: job.method } });
+    if (!job.started) {
+      // Still queued: it never runs, and its place in maxPending is free now.
+      job.cancelled = true;
+      cancelledQueued++;
+      live.delete(job.callId);
+      stats.cancelled();
+      return;
+    }
+    job.abort(err);
   };
 
   // A handler that throws is a bug of ours, not of the caller: the caller still hears.
@@ -151,6 +212,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   });
   const callGuard = answerThrow("call");
   const controlGuard = answerThrow("control");
+  const cancelGuard = { onError: (_msg: Inbound, err: unknown) => log.warn("cancel handler failed", { ...where("cancel"), reason: brief(err) }) };
 
   const onCall = (msg: Inbound) => {
     if (!msg.reply) {
@@ -158,19 +220,15 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
       return;
     }
-    const job: Job = { msg, deadline: 0, settled: false };
-    let req: CallRequest;
+    let job: HostedCall;
     try {
-      const decoded = codec.decode<unknown>(msg.data);
-      const why = malformed(decoded);
-      if (why) throw new CodecError(`malformed call to ${name}: ${why}; call through a handle`, { details: { service: name } });
-      req = decoded as CallRequest;
+      job = parseCall(msg);
     } catch (err) {
       stats.rejected();
       log.warn("malformed call", { ...where("call"), bytes: msg.data.length, reason: brief(err) });
-      return reply(job, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))));
+      return send(msg, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))), "call");
     }
-    const [method, args, timeoutMs] = req;
+    const method = job.method;
     if (!accepting) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
     if (!methods.has(method)) {
       stats.rejected();
@@ -186,16 +244,17 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         { details: { service: name, method: brief(method, 100), methods: known } },
       )));
     }
-    if (queue.size >= options.maxPending && queue.pending >= options.maxConcurrency) {
+    const queued = queue.size - cancelledQueued;
+    if (queued >= options.maxPending && queue.pending >= options.maxConcurrency) {
       stats.rejected();
       return reply(job, encodeErr(codec, new OverloadedError(
-        `${name} is overloaded: ${queue.pending} running and ${queue.size} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
-        { details: { service: name, running: queue.pending, queued: queue.size } },
+        `${name} is overloaded: ${queue.pending} running and ${queued} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
+        { details: { service: name, running: queue.pending, queued } },
       )));
     }
-    job.deadline = Date.now() + timeoutMs;
-    live.add(job);
-    queue.add(() => run(job, method, args)).catch(() => {});
+    job.onSignal = watchDeadline;
+    live.set(job.callId, job);
+    queue.add(() => run(job)).catch(() => {});
   };
 
   const badControl = (msg: Inbound, why: string) => {
@@ -220,7 +279,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         send(msg, encodeOk(codec, info), "control");
         return;
       case "stats":
-        send(msg, encodeOk(codec, { ...info, options, stats: stats.snapshot(queue.pending, queue.size) }), "control");
+        send(msg, encodeOk(codec, { ...info, options, stats: stats.snapshot(queue.pending, queue.size - cancelledQueued) }), "control");
         return;
       case "stop": {
         const graceMs = op.graceMs ?? 0;
@@ -242,19 +301,20 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const host: ActorHost = {
     info,
     instance,
-    stats: () => stats.snapshot(queue.pending, queue.size),
+    stats: () => stats.snapshot(queue.pending, queue.size - cancelledQueued),
     async listenControl() {
       controlSub ??= transport.subscribe(subjects.instance(p.instanceId), onControl, controlGuard);
       await transport.flush();
     },
     async listenCalls() {
       accepting = true;
-      if (p.callSubjects) {
-        for (const c of p.callSubjects) subs.push(transport.subscribe(c.subject, onCall, { ...callGuard, queue: c.queue }));
-      } else {
-        subs.push(transport.subscribe(subjects.call(name), onCall, { ...callGuard, queue: QUEUE_ACTORS }));
-        subs.push(transport.subscribe(subjects.control(name), onControl, { ...controlGuard, queue: QUEUE_ACTORS }));
+      const callSubjects = p.callSubjects ?? [{ subject: subjects.call(name), queue: QUEUE_ACTORS }];
+      for (const c of callSubjects) {
+        subs.push(transport.subscribe(c.subject, onCall, { ...callGuard, queue: c.queue }));
+        // Every host of the subject hears a cancel: only the one holding the call acts on it.
+        subs.push(transport.subscribe(subjects.cancel(c.subject), onCancel, cancelGuard));
       }
+      if (!p.callSubjects) subs.push(transport.subscribe(subjects.control(name), onControl, { ...controlGuard, queue: QUEUE_ACTORS }));
       await transport.flush();
     },
     get stopped() {
@@ -272,7 +332,8 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         failing = true;
         queue.clear();
         const err = encodeErr(codec, new ServiceUnavailableError(`${name} stopped before the call finished`));
-        for (const job of [...live]) reply(job, err);
+        for (const job of [...live.values()]) reply(job, err);
+        running.close();
         await transport.flush().catch(() => {});
         if (owned) await dispose(instance);
         controlSub?.unsubscribe();

@@ -4,11 +4,12 @@ import { CodecError, errorFromWire, errorToWire, type WireError } from "../error
 
 /**
  * Messages between handles and hosts. Arrays rather than objects: no key strings on the wire.
- *   call request  [method, args, timeoutMs]   timeoutMs: what is left of the caller's deadline
+ *   call request  payload: the encoded argument array; method, deadline, call id and metadata
+ *                 in the Ab-Call / Ab-Meta headers (src/call/wire.ts), so relays need not decode
+ *   cancel        payload: the call id (UTF-8), on subjects.cancel(call subject)
  *   reply         [0, result] | [1, WireError]
  *   control       { op: "ping" | "stats" | "stop", graceMs? }  → a reply as above
  */
-export type CallRequest = [method: string, args: unknown[], timeoutMs: number];
 export type Reply = [0, unknown] | [1, WireError];
 export type ControlOp = { op: "ping" } | { op: "stats" } | { op: "stop"; graceMs?: number };
 

@@ -4,6 +4,8 @@ export interface ActorStats {
   errors: number;
   rejected: number;
   expired: number;
+  /** Calls cancelled by their callers while queued (they never ran). */
+  cancelled: number;
   running: number;
   queued: number;
   p50Ms: number;
@@ -20,6 +22,7 @@ export interface StatsRecorder {
   record(durationMs: number, failed: boolean, error?: string): void;
   rejected(): void;
   expired(): void;
+  cancelled(): void;
   snapshot(running: number, queued: number): ActorStats;
 }
 
@@ -30,6 +33,7 @@ export function createStatsRecorder(): StatsRecorder {
   let errors = 0;
   let rejected = 0;
   let expired = 0;
+  let cancelled = 0;
   let processingMs = 0;
   let lastError = "";
   const startedAt = new Date().toISOString();
@@ -46,10 +50,11 @@ export function createStatsRecorder(): StatsRecorder {
     },
     rejected: () => void rejected++,
     expired: () => void expired++,
+    cancelled: () => void cancelled++,
     snapshot(running, queued) {
       const sorted = window.slice(0, Math.min(n, WINDOW)).sort();
       return {
-        calls, errors, rejected, expired, running, queued,
+        calls, errors, rejected, expired, cancelled, running, queued,
         p50Ms: quantile(sorted, 0.5),
         p99Ms: quantile(sorted, 0.99),
         processingTimeNs: Math.round(processingMs * 1e6),

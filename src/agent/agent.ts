@@ -23,6 +23,8 @@ export interface Agent extends AsyncDisposable {
   readonly namespace: string;
   /** Real paths of the directories whose modules this agent starts (`--allow`). */
   readonly allowedRoots: readonly string[];
+  /** The GPU device ids this agent hands out (`--gpus`, else its own CUDA_VISIBLE_DEVICES). */
+  readonly gpuIds: readonly number[];
   record(): HostRecord;
   processes(): ProcInfo[];
   /** Stops every replica process, removes the host key, closes the connection if owned. Idempotent. */
@@ -60,7 +62,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const kv = store;
 
   const startedAt = new Date().toISOString();
-  const usedGpus = new Set<number>();
+  const usedGpus = new Set<number>(); // device ids, not positions in gpuIds
   const reservations = new Map<string, { gpus: number[] }>(); // by procId: slots held
   const byController = new Map<string, Set<string>>(); // controllerId -> procIds
   let stopped = false;
@@ -104,7 +106,8 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     for (const s of specs) checkSpawnAllowed(s, o.allow, o.hostId);
     const free = o.cpus - reservations.size;
     const gpusNeeded = specs.filter((s) => s.gpu).length;
-    const freeGpus = [...Array(o.gpus).keys()].filter((g) => !usedGpus.has(g));
+    // In the offered order, so a released device is the next one handed out again.
+    const freeGpus = o.gpuIds.filter((g) => !usedGpus.has(g));
     if (specs.length > free || gpusNeeded > freeGpus.length) {
       throw new PlacementError(
         `host ${o.hostId} cannot take ${specs.length} process(es) needing ${gpusNeeded} GPU(s): ${free} of ${o.cpus} process slots and ${freeGpus.length} of ${o.gpus} GPUs free`,
@@ -219,6 +222,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     hostId: o.hostId,
     namespace: o.namespace,
     allowedRoots: o.allow,
+    gpuIds: Object.freeze([...o.gpuIds]),
     record,
     processes: () => supervisor.list(),
     stop() {

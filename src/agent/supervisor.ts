@@ -67,6 +67,8 @@ export function createSupervisor(p: SupervisorParams): Supervisor {
       ACTORBUS_HOST_ID: p.hostId,
       ACTORBUS_REPLICA: spec.groupId,
     };
+    // The host's own device ids (say 5 of 0,2,5,7), not positions: ids 0..n-1 would hand out
+    // devices the operator kept from this host.
     if (spec.gpu) env.CUDA_VISIBLE_DEVICES = gpus.join(",");
     // The namespace and process id are on the command line so `ps` shows whose process it is.
     const child = spawn(process.execPath, [...replicaNodeArgs(), REPLICA_ENTRY, "--namespace", spec.namespace, "--proc", spec.procId], {

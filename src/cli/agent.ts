@@ -2,12 +2,16 @@ import { startAgent } from "../agent/index.ts";
 import { agentOptions } from "../agent/options.ts";
 import { connectionFrom, numericFlag, parse } from "./args.ts";
 
-export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N] [--allow DIR]...
+export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N|ID,ID,...] [--allow DIR]...
 
 Runs a host agent until SIGINT/SIGTERM: advertises this host's capacity (process slots, GPUs)
 in the namespace's registry, starts the replica processes services place here (setting
 CUDA_VISIBLE_DEVICES for withGpus), reports their exits, and stops them when their service
 goes away. Several agents on one machine need distinct --host-id values.
+
+--gpus takes a count (the first N devices this process may use) or the device ids to hand out,
+such as --gpus 0,2,5,7 (one device: --gpus 3,); without it, the ids in this process's
+CUDA_VISIBLE_DEVICES. Each withGpus process gets one of those ids as its CUDA_VISIBLE_DEVICES.
 
 Anyone who can publish to the namespace's agent subjects can ask an agent to start a process,
 so it only starts modules under the --allow directories (repeatable; default: the working
@@ -33,7 +37,8 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
     allow: values.allow as string[] | undefined,
   });
   const r = agent.record();
-  console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${r.gpus} GPUs, pid ${process.pid}, modules under ${agent.allowedRoots.join(", ")}`);
+  const gpus = r.gpus ? `${r.gpus} GPUs (${agent.gpuIds.join(",")})` : "0 GPUs";
+  console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${gpus}, pid ${process.pid}, modules under ${agent.allowedRoots.join(", ")}`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);

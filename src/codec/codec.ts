@@ -1,30 +1,53 @@
 import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { CodecError } from "../errors/index.ts";
+import { checkEncodable, DEFAULT_MAX_PAYLOAD, MAX_LEVELS } from "./bounds.ts";
+import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
 import { decodeTypedArray, encodeTypedArray } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
- * same type. Typed arrays, Map, Set, Date (msgpack timestamp) and BigInt (any size) round-trip;
- * `undefined` object fields are dropped and `undefined` values become `null`, as in JSON.
- * Bytes (Uint8Array, Buffer) decode as plain Uint8Arrays, whatever class the payload had.
- * Functions, symbols and cycles are refused with a CodecError before
- * anything is sent.
+ * same type. Typed arrays, Map, Set, Date (msgpack timestamp), BigInt (any size) and Error values
+ * round-trip; `undefined` object fields are dropped and `undefined` values become `null`, as in
+ * JSON. Bytes (Uint8Array, Buffer) decode as plain Uint8Arrays, whatever class the payload had.
+ * Functions, symbols, cycles, nesting deeper than MAX_LEVELS and values that cannot fit in the
+ * payload limit are refused with a CodecError before any encoding work is done.
  */
 export interface Codec {
   encode(value: unknown): Uint8Array;
   decode<T = unknown>(bytes: Uint8Array): T;
 }
 
+export interface CodecOptions {
+  /**
+   * The largest message encode() may produce: the server's max_payload. A function is read on
+   * every encode, so a connection that reconnects to a server with another limit follows it.
+   * Default 64 MiB, the most a nats-server with default max_pending accepts.
+   */
+  maxPayload?: number | (() => number);
+}
+
 const EXT_TYPED_ARRAY = 1;
 const EXT_MAP = 2;
 const EXT_SET = 3;
 const EXT_BIGINT = 4;
+const EXT_ERROR = 5;
 
-export function createCodec(): Codec {
+// msgpack's own depth check would count leaves and restart inside every extension; the walk in
+// bounds.ts is the one that decides, so msgpack's is only kept out of its way.
+const MSGPACK_MAX_DEPTH = 4 * MAX_LEVELS + 16;
+
+export function createCodec(options: CodecOptions = {}): Codec {
+  const given = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
+  const read = typeof given === "function" ? given : () => given;
+  // A getter over server INFO can say nothing (not connected yet): fall back rather than refuse all.
+  const limit = () => {
+    const n = read();
+    return typeof n === "number" && n > 0 ? n : DEFAULT_MAX_PAYLOAD;
+  };
   const ext = new ExtensionCodec();
   // Extension hooks run while the outer encoder is mid-message and may nest (a Map of Sets),
   // so their payloads get fresh encoders; the outer pair is reused, as its buffers are.
-  const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true }).encode(v);
+  const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH }).encode(v);
   const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
   ext.register({ type: EXT_TYPED_ARRAY, encode: encodeTypedArray, decode: decodeTypedArray });
   ext.register({
@@ -43,11 +66,17 @@ export function createCodec(): Codec {
     encode: (v) => (typeof v === "bigint" ? new TextEncoder().encode(v.toString()) : null),
     decode: (data) => BigInt(new TextDecoder().decode(data)),
   });
-  const encoder = new Encoder({ extensionCodec: ext, ignoreUndefined: true });
+  ext.register({
+    type: EXT_ERROR,
+    encode: (v) => (isErrorValue(v) ? encodeNested(errorRecord(v)) : null),
+    decode: (data) => errorFromRecord(decodeNested(data)),
+  });
+  const encoder = new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH });
   const decoder = new Decoder({ extensionCodec: ext });
 
   return {
     encode(value) {
+      checkEncodable(value, limit());
       try {
         return encoder.encode(value);
       } catch (err) {
@@ -78,8 +107,7 @@ function plainBytes(bytes: Uint8Array): Uint8Array {
 
 function explain(err: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
-  if (m.startsWith("Too deep")) return "value is cyclic or nested deeper than 100 levels; send plain data";
-  if (m.includes("call stack")) return "value is nested too deeply to encode (Maps or Sets inside each other); send flatter data";
+  if (m.includes("call stack")) return "value is nested too deeply to encode; send flatter data";
   if (m.includes("Function")) return "functions cannot be sent to or from an actor; send plain data";
   if (m.includes("Symbol")) return "symbols cannot be sent to or from an actor; send plain data";
   if (err instanceof RangeError) return `value out of range for the wire format: ${m}`;

@@ -1,1 +1,2 @@
-export { createCodec, type Codec } from "./codec.ts";
+export { createCodec, type Codec, type CodecOptions } from "./codec.ts";
+export { DEFAULT_MAX_PAYLOAD, MAX_LEVELS } from "./bounds.ts";

@@ -3,7 +3,7 @@ import { CallTimeoutError, ClosedError, CodecError, ServiceUnavailableError } fr
 import { subjectMatches } from "../subjects/index.ts";
 import type { BusConnection } from "./connection.ts";
 import { createDeadlines } from "./deadlines.ts";
-import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
+import { abortError, deliverGuarded, type Inbound, type InboundHeaders, type Transport } from "./transport.ts";
 
 /**
  * The "local" backend's message bus: NATS semantics (queue groups, no-responders, deadlines,
@@ -59,11 +59,12 @@ export function createLocalBus(): LocalBus {
     return plain;
   };
 
-  const deliver = (subject: string, data: Uint8Array, reply?: (d: Uint8Array) => void): number => {
+  const deliver = (subject: string, data: Uint8Array, reply?: (d: Uint8Array) => void, headers?: InboundHeaders): number => {
     const to = receivers(subject);
     for (const s of to) {
       const msg: Inbound = {
         data,
+        headers,
         reply: reply ? "local" : undefined,
         respond: (d) => {
           if (!reply) return false;
@@ -78,26 +79,41 @@ export function createLocalBus(): LocalBus {
 
   const transport: Transport = {
     maxPayload: LOCAL_MAX_PAYLOAD,
-    request(subject, data, timeoutMs) {
+    request(subject, data, timeoutMs, options) {
       if (data.length > LOCAL_MAX_PAYLOAD) {
         return Promise.reject(new CodecError(`request of ${data.length} bytes exceeds the max_payload of ${LOCAL_MAX_PAYLOAD} bytes`, { details: { bytes: data.length } }));
       }
+      const signal = options?.signal;
+      if (signal?.aborted) return Promise.reject(abortError(signal, subject));
       const id = nextReply++;
+      // Copied, as a NATS message would be: the sender may reuse its object.
+      const headers = options?.headers ? localHeaders(options.headers) : undefined;
       return new Promise((resolve, reject) => {
-        waiting.set(id, { resolve, reject, subject, timeoutMs });
-        deadlines.add(id, timeoutMs);
-        const n = deliver(subject, data.slice(), (d) => {
-          const w = waiting.get(id);
-          if (!w) return;
+        const onAbort = () => {
+          if (!waiting.delete(id)) return;
+          deadlines.delete(id, timeoutMs);
+          reject(abortError(signal!, subject));
+        };
+        const settle = () => {
           waiting.delete(id);
           deadlines.delete(id, timeoutMs);
-          w.resolve(d.slice());
+          signal?.removeEventListener("abort", onAbort);
+        };
+        waiting.set(id, {
+          resolve: (d) => (settle(), resolve(d)),
+          reject: (e) => (settle(), reject(e)),
+          subject,
+          timeoutMs,
         });
-        if (n === 0) {
-          waiting.delete(id);
-          deadlines.delete(id, timeoutMs);
-          reject(new ServiceUnavailableError(`no actor is listening on ${subject}`, { details: { subject } }));
-        }
+        signal?.addEventListener("abort", onAbort, { once: true });
+        deadlines.add(id, timeoutMs);
+        const n = deliver(
+          subject,
+          data.slice(),
+          (d) => waiting.get(id)?.resolve(d.slice()),
+          headers,
+        );
+        if (n === 0) waiting.get(id)?.reject(new ServiceUnavailableError(`no actor is listening on ${subject}`, { details: { subject } }));
       });
     },
     publish(subject, data) {
@@ -113,6 +129,11 @@ export function createLocalBus(): LocalBus {
   return { transport, buckets: new Map() };
 }
 
+function localHeaders(h: Record<string, string>): InboundHeaders {
+  const copy = new Map(Object.entries(h));
+  return { get: (name) => copy.get(name) ?? "" };
+}
+
 /** A BusConnection over a LocalBus; closing it runs its hooks but leaves the bus to others. */
 export function localConnection(bus: LocalBus): BusConnection {
   const hooks = new Set<() => Promise<void>>();
@@ -122,7 +143,7 @@ export function localConnection(bus: LocalBus): BusConnection {
     get maxPayload() {
       return bus.transport.maxPayload;
     },
-    request: (s, d, t) => (closed ? Promise.reject(new ClosedError("connection is closed")) : bus.transport.request(s, d, t)),
+    request: (s, d, t, o) => (closed ? Promise.reject(new ClosedError("connection is closed")) : bus.transport.request(s, d, t, o)),
     publish: (s, d) => bus.transport.publish(s, d),
     subscribe: (s, h, o) => bus.transport.subscribe(s, h, o),
     flush: () => bus.transport.flush(),

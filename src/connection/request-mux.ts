@@ -1,5 +1,5 @@
-import type { NatsConnection, Msg } from "@nats-io/transport-node";
-import { nuid } from "@nats-io/transport-node";
+import type { NatsConnection, Msg, MsgHdrs } from "@nats-io/transport-node";
+import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
 import {
   CallTimeoutError,
   ClosedError,
@@ -11,12 +11,27 @@ import {
 } from "../errors/index.ts";
 import { replyInbox } from "../subjects/index.ts";
 import { createDeadlines } from "./deadlines.ts";
+import { abortError, type RequestOptions } from "./transport.ts";
 
 interface Pending {
   resolve(data: Uint8Array): void;
   reject(err: Error): void;
   subject: string;
   timeoutMs: number;
+  /** Set when the request has a signal: removed once the request settles. */
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+function toHeaders(h: Record<string, string>): MsgHdrs {
+  const out = natsHeaders();
+  for (const k in h) out.set(k, h[k]!);
+  return out;
+}
+
+/** Settles a pending request: its signal listener goes with it. */
+function release(p: Pending): void {
+  if (p.onAbort) p.signal!.removeEventListener("abort", p.onAbort);
 }
 
 /**
@@ -26,7 +41,7 @@ interface Pending {
  * the per-call timer and mux bookkeeping, which is what limits request rates, not the wire.
  */
 export interface RequestMux {
-  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  request(subject: string, data: Uint8Array, timeoutMs: number, options?: RequestOptions): Promise<Uint8Array>;
   /** Fails every in-flight request (used when the connection drops or closes). */
   failAll(makeError: (subject: string) => ActorBusError): void;
   /** Fails the in-flight requests to one subject (the server refused to let us publish there). */
@@ -52,6 +67,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
     const p = pending.get(id);
     if (!p) return;
     pending.delete(id);
+    release(p);
     p.reject(new CallTimeoutError(`call to ${p.subject} timed out after ${p.timeoutMs} ms`, { details: { subject: p.subject, timeoutMs: p.timeoutMs } }));
   });
 
@@ -59,15 +75,19 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
     if (err) {
       // A permissions violation on the inbox fails everything: no reply can ever arrive.
       const e = new PermissionError(`reply subscription failed: ${err.message}; connect with the inboxPrefix this user may subscribe to (e.g. inboxPrefix: "_INBOX_<namespace>", as in nats.conf), or allow subscribe on ${inbox.wildcard}`, { cause: err });
-      for (const p of pending.values()) p.reject(e);
+      for (const p of pending.values()) {
+        release(p);
+        p.reject(e);
+      }
       pending.clear();
       return;
     }
     const id = Number(msg.subject.slice(prefixLen));
     const p = pending.get(id);
-    if (!p) return; // late reply for a call that already timed out
+    if (!p) return; // late reply for a call that already timed out or was cancelled
     pending.delete(id);
     deadlines.delete(id, p.timeoutMs);
+    release(p);
     let h: Msg["headers"];
     try {
       h = msg.headers;
@@ -87,8 +107,10 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
   nc.subscribe(inbox.wildcard, { callback: onReply });
 
   return {
-    request(subject, data, timeoutMs) {
+    request(subject, data, timeoutMs, options) {
       if (closed || nc.isClosed()) return Promise.reject(new ClosedError("connection is closed"));
+      const signal = options?.signal;
+      if (signal?.aborted) return Promise.reject(abortError(signal, subject));
       if (data.length > maxPayload()) {
         return Promise.reject(
           new CodecError(`request of ${data.length} bytes exceeds the server's max_payload of ${maxPayload()} bytes; send less per call or raise max_payload in nats.conf`, {
@@ -98,13 +120,25 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       }
       const id = nextId++;
       return new Promise<Uint8Array>((resolve, reject) => {
-        pending.set(id, { resolve, reject, subject, timeoutMs });
+        const p: Pending = { resolve, reject, subject, timeoutMs };
+        if (signal) {
+          p.signal = signal;
+          p.onAbort = () => {
+            if (pending.get(id) !== p) return;
+            pending.delete(id);
+            deadlines.delete(id, timeoutMs);
+            reject(abortError(signal, subject));
+          };
+          signal.addEventListener("abort", p.onAbort, { once: true });
+        }
+        pending.set(id, p);
         deadlines.add(id, timeoutMs);
         try {
-          nc.publish(subject, data, { reply: inbox.prefix + id });
+          nc.publish(subject, data, options?.headers ? { reply: inbox.prefix + id, headers: toHeaders(options.headers) } : { reply: inbox.prefix + id });
         } catch (err) {
           pending.delete(id);
           deadlines.delete(id, timeoutMs);
+          release(p);
           reject(new ConnectionLostError(`cannot send to ${subject}: ${(err as Error).message}`, { cause: err }));
         }
       });
@@ -114,6 +148,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       pending.clear();
       for (const [id, p] of all) {
         deadlines.delete(id, p.timeoutMs);
+        release(p);
         p.reject(makeError(p.subject));
       }
     },
@@ -122,6 +157,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
         if (p.subject !== subject) continue;
         pending.delete(id);
         deadlines.delete(id, p.timeoutMs);
+        release(p);
         p.reject(err);
       }
     },

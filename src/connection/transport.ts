@@ -1,11 +1,29 @@
+import { ActorBusError, CancelledError } from "../errors/index.ts";
+
 /**
  * What actors and handles need from the message bus. NATS implements it for real; the "local"
  * backend implements it in memory, so both backends run the same registry and actor code.
  */
+/** Header lookup as nats.js does it: "" for a header that is absent. */
+export interface InboundHeaders {
+  get(name: string): string;
+}
+
 export interface Inbound {
   readonly data: Uint8Array;
   readonly reply?: string;
+  /** Parsed on first access (nats.js); may throw on a malformed header block. */
+  readonly headers?: InboundHeaders;
   respond(data: Uint8Array): boolean;
+}
+
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  /**
+   * Aborting rejects the request at once (with the signal's reason when it is an ActorBusError,
+   * else CancelledError) and ignores its reply; telling the host is the caller's business.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Subscription {
@@ -42,9 +60,16 @@ export interface Transport {
    * Sends a request and waits for one reply. Fails with ServiceUnavailableError when nobody
    * listens, CallTimeoutError at the deadline, ConnectionLostError if the connection drops.
    */
-  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  request(subject: string, data: Uint8Array, timeoutMs: number, options?: RequestOptions): Promise<Uint8Array>;
   publish(subject: string, data: Uint8Array): void;
   subscribe(subject: string, handler: (msg: Inbound) => void, opts?: SubscribeOptions): Subscription;
   /** Resolves once the server has seen everything sent so far (subscriptions included). */
   flush(): Promise<void>;
+}
+
+/** The error a request rejects with when its signal aborts. */
+export function abortError(signal: AbortSignal, subject: string): ActorBusError {
+  const r: unknown = signal.reason;
+  if (r instanceof ActorBusError) return r;
+  return new CancelledError(`the call to ${subject} was cancelled by its caller`, { cause: r, details: { subject } });
 }

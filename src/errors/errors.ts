@@ -86,3 +86,24 @@ export class PlacementError extends ActorBusError {
 export class ModuleNotAllowedError extends ActorBusError {
   override readonly code = "MODULE_NOT_ALLOWED";
 }
+/**
+ * The caller cancelled the call (its AbortSignal fired, or a cancel reached the host): the
+ * caller asked for it, so retrying is the caller's own decision, never automatic.
+ */
+export class CancelledError extends ActorBusError {
+  override readonly code = "CANCELLED";
+}
+/**
+ * The NATS server (or the account) has JetStream off, and the registry of the "nats" backend
+ * is a JetStream KV bucket; the message says how to turn it on.
+ */
+export class JetStreamNotEnabledError extends ActorBusError {
+  override readonly code = "JETSTREAM_NOT_ENABLED";
+}
+/**
+ * A registry (JetStream) failure that is neither transient (those are ServiceUnavailableError)
+ * nor a configuration the message can name; `cause` holds the server's error.
+ */
+export class RegistryError extends ActorBusError {
+  override readonly code = "REGISTRY";
+}

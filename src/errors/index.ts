@@ -1,3 +1,3 @@
 export { ActorBusError, type ActorBusErrorOptions } from "./base.ts";
 export * from "./errors.ts";
-export { errorToWire, errorFromWire, registerErrorClass, type WireError } from "./wire.ts";
+export { errorToWire, errorFromWire, errorClassFor, registerErrorClass, type WireError } from "./wire.ts";

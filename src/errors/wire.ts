@@ -12,11 +12,16 @@ export interface WireError {
   details?: Record<string, unknown>;
 }
 
-type ErrorClass = new (message: string, options?: { details?: Record<string, unknown> }) => ActorBusError;
+type ErrorClass = new (message: string, options?: { details?: Record<string, unknown>; cause?: unknown }) => ActorBusError;
 
 const byCode = new Map<string, ErrorClass>();
 for (const cls of Object.values(all) as ErrorClass[]) {
   byCode.set(new cls("").code, cls);
+}
+
+/** The class registered for a stable code, if any (the codec rebuilds ActorBusError values with it). */
+export function errorClassFor(code: string): ErrorClass | undefined {
+  return byCode.get(code);
 }
 
 /** Lets modules with their own ActorBusError subclasses (executor, inference) rebuild them too. */

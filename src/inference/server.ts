@@ -1,9 +1,10 @@
 import { InvalidOptionsError } from "../errors/index.ts";
 import { InferenceServerStateError, InferenceShutdownError, ResultCountError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
-import { bool, defineOptions, durationMs, fn, int, type SpecFor } from "../options/index.ts";
+import { bool, custom, defineOptions, durationMs, fn, int, obj, str, type SpecFor } from "../options/index.ts";
 import { StatsRecorder, type InferenceServerStats } from "./stats.ts";
 import { stack, unstack, type TensorBatch, type TensorBatchLike, type TensorRecord } from "./tensor-records.ts";
 import type { InferenceClient, InferenceTransport } from "./transport.ts";
+import { ModelGate, versionKeyCheck, weightSyncFailure, withVersion, type UpdateModelOptions, type WeightSyncReceiver } from "./weights.ts";
 
 export type InferenceModel<B, R> = (batch: B) => R | Promise<R>;
 
@@ -25,11 +26,38 @@ export interface InferenceServerOptions<I, O, B, R> {
   statsWindow?: number;
   /** How long `shutdown()` lets a running model call finish before failing its callers. Default 5000 ms. */
   shutdownTimeoutMs?: number;
+  /** The behaviour-policy version results are tagged with until the first update. Default 0. */
+  policyVersion?: number;
+  /**
+   * Where each result gets the version: a key, a dotted key path ("info.policyVersion", missing
+   * records on the way are created) or an array of keys; null: results are not tagged. Only
+   * plain-object results are tagged (as copies); anything else (numbers, arrays, class
+   * instances, a path running into a typed array) is passed on untouched. Default "policyVersion".
+   */
+  policyVersionKey?: string | readonly string[] | null;
+  /**
+   * A receiver of weights from a trainer: initialised (`initOnReceiver`) and connected at
+   * `start()`, before the first batch; polled (`receive()`) before every batch. Weights it
+   * returns are applied between batches and bump `policyVersion`.
+   */
+  weightSync?: WeightSyncReceiver<InferenceModel<B, R>>;
+  /** The `modelId` given to `weightSync.initOnReceiver`. Default "policy" (TorchRL's default). */
+  weightSyncModelId?: string;
+  /**
+   * Applies what `weightSync.receive()` returned to the model. Leave it out when the receiver
+   * applies the weights itself (as TorchRL's schemes do with the model from `initOnReceiver`);
+   * give it when the model is a closure the receiver cannot reach into. Make it all-or-nothing
+   * (build the new arrays, then swap them in): if it throws, the model keeps what it did.
+   */
+  applyWeights?: (model: InferenceModel<B, R>, weights: unknown) => void | Promise<void>;
 }
 
 export interface ShutdownOptions {
   timeoutMs?: number;
 }
+
+/** A version survives msgpack and arithmetic exactly only as a safe integer. */
+const versionCheck = custom<number>((v) => Number.isSafeInteger(v) && (v as number) >= 0, "an integer >= 0 (a number, not a string)", "it counts weight updates, from 0 by default");
 
 const serverOptions = defineOptions(
   "InferenceServer options",
@@ -41,10 +69,24 @@ const serverOptions = defineOptions(
     split: fn("it turns the model's output into one result per input"),
     statsWindow: int({ min: 1, hint: "samples kept for percentiles" }),
     shutdownTimeoutMs: durationMs({ min: 0, hint: "how long a running batch may take on shutdown" }),
+    policyVersion: versionCheck,
+    policyVersionKey: versionKeyCheck,
+    weightSync: obj<WeightSyncReceiver<any>>("a weight-sync receiver, such as one built for your trainer's sender", ["initOnReceiver", "connect", "receive"]),
+    weightSyncModelId: str({ nonEmpty: true, hint: "the model id the weight-sync receiver registers the model under" }),
+    applyWeights: fn("it applies the weights weightSync.receive() returned: (model, weights) => ..."),
   } satisfies SpecFor<InferenceServerOptions<unknown, unknown, unknown, unknown>>,
-  { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, statsWindow: 1024, shutdownTimeoutMs: 5_000 },
+  { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, statsWindow: 1024, shutdownTimeoutMs: 5_000, policyVersion: 0, policyVersionKey: ["policyVersion"], weightSyncModelId: "policy" },
   { example: "{ maxBatchSize: 64 }" },
 );
+
+const updateModelOptions = defineOptions(
+  "updateModel options",
+  { markWeightUpdate: bool("false applies fn without bumping policyVersion") } satisfies SpecFor<UpdateModelOptions>,
+  { markWeightUpdate: true },
+  { example: "{ markWeightUpdate: false }" },
+);
+
+const countCheck = int({ min: 0, hint: "how many clients to make" });
 
 const statsOptions = defineOptions("stats options", { reset: bool() }, { reset: false }, { example: "{ reset: true }" });
 
@@ -74,6 +116,13 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   private readonly shutdownTimeoutMs: number;
   private readonly recorder: StatsRecorder;
   private expiredAtReset = 0;
+  private version: number;
+  private readonly versionPath: readonly string[] | null;
+  private readonly weightSync: WeightSyncReceiver<InferenceModel<B, R>> | undefined;
+  private readonly weightSyncModelId: string;
+  private readonly applyWeights: ((model: InferenceModel<B, R>, weights: unknown) => void | Promise<void>) | undefined;
+  private readonly gate = new ModelGate();
+  private weightSyncReady: Promise<void> | undefined;
 
   private loop: Promise<void> | undefined;
   private listening: Promise<void> | undefined;
@@ -83,6 +132,8 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   private inFlight: unknown[] | undefined;
   /** Why the loop stopped on its own, if it did. */
   loopError: unknown;
+  /** Why the last `weightSync` poll failed (cleared by the next one that succeeds). */
+  weightSyncError: unknown;
 
   constructor(
     private readonly model: InferenceModel<B, R>,
@@ -105,6 +156,19 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     this.collate = (o.collate as ((items: I[]) => B) | undefined) ?? (stack as unknown as (items: I[]) => B);
     this.split = (o.split as ((output: R, n: number) => O[]) | undefined) ?? (defaultSplit as unknown as (output: R, n: number) => O[]);
     this.recorder = new StatsRecorder(o.statsWindow);
+    this.version = o.policyVersion;
+    this.versionPath = o.policyVersionKey;
+    this.weightSync = o.weightSync as WeightSyncReceiver<InferenceModel<B, R>> | undefined;
+    this.weightSyncModelId = o.weightSyncModelId;
+    this.applyWeights = o.applyWeights as typeof this.applyWeights;
+    if (this.applyWeights && !this.weightSync) {
+      throw new InvalidOptionsError(`${where}: applyWeights applies what weightSync.receive() returns, and no weightSync was given; pass weightSync too, or change the model with server.updateModel(fn)`, { details: { option: "applyWeights" } });
+    }
+  }
+
+  /** The behaviour-policy version results are tagged with now (TorchRL's `policy_version`). */
+  get policyVersion(): number {
+    return this.version;
   }
 
   /** Starts the loop (and the transport's listening). Returns this, for `server.start()` chaining. */
@@ -121,8 +185,14 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       listening = Promise.reject(err);
     }
     this.listening = listening;
+    // Concurrently with listening: requests queue meanwhile, and no batch runs before the
+    // receiver has the model and its first weights (the gate holds the loop until then).
+    const weightSync = this.weightSync;
+    const init = weightSync ? this.gate.run(() => this.initWeightSync(weightSync)) : undefined;
+    this.weightSyncReady = init;
+    init?.catch(() => {}); // reported through ready() and loopError
     this.loop = listening.then(
-      () => this.run(),
+      () => (init ? init.then(() => this.run(), (err) => this.abandon(err, true)) : this.run()),
       () => {}, // reported through ready(); the loop never runs
     );
     return this;
@@ -135,6 +205,8 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   async ready(): Promise<void> {
     if (!this.listening) throw new InferenceServerStateError("InferenceServer is not started; call start() first.");
     await this.listening;
+    // With weightSync, also until it is initialised and connected (its error, if it failed).
+    await this.weightSyncReady;
   }
 
   get isRunning(): boolean {
@@ -145,10 +217,39 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     return this.transport.client();
   }
 
+  /** `n` clients of this server's transport, e.g. one per actor. */
+  clients(n: number): InferenceClient<I, O>[] {
+    const count = countCheck(n, "n", "clients(n)");
+    return Array.from({ length: count }, () => this.transport.client());
+  }
+
+  /**
+   * Runs `fn(model)` between batches (TorchRL's `update_model`): after the running batch, if
+   * any, and before the next, which waits until `fn` settles; no batch ever sees a half-done
+   * update. Then, with `markWeightUpdate` (default), bumps `policyVersion` and counts a weight
+   * update. Resolves with what `fn` returned; if `fn` throws, rejects with its error and the
+   * version stays (the model keeps whatever `fn` did before throwing: swap weights in whole).
+   * Works before `start()` and after `shutdown()` too, at once.
+   */
+  updateModel<T>(fn: (model: InferenceModel<B, R>) => T | Promise<T>, opts: UpdateModelOptions = {}): Promise<Awaited<T>> {
+    let markWeightUpdate: boolean;
+    try {
+      if (typeof fn !== "function") throw new InvalidOptionsError(`updateModel needs a function of the model: server.updateModel((model) => { /* change its weights */ }) (got ${typeof fn})`);
+      markWeightUpdate = updateModelOptions.parse(opts).markWeightUpdate;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.gate.run(async () => {
+      const result = await fn(this.model);
+      if (markWeightUpdate) this.markWeightUpdate();
+      return result;
+    });
+  }
+
   stats(opts: { reset?: boolean } = {}): InferenceServerStats {
     const { reset } = statsOptions.parse(opts);
     const expired = this.transport.expired ?? 0;
-    const s = this.recorder.snapshot(expired - this.expiredAtReset);
+    const s = this.recorder.snapshot(expired - this.expiredAtReset, this.version);
     if (reset) {
       this.recorder.reset();
       this.expiredAtReset = expired;
@@ -216,20 +317,74 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     } catch (err) {
       // A transport failure, not a model one (those stay inside their batch): stop serving and
       // tell everyone queued why, rather than leaving them to their deadlines.
-      this.stopping = true;
-      this.loopError = err;
-      if (this.inFlight) for (const cb of this.inFlight) this.transport.resolveException(cb, err);
-      for (;;) {
-        const { callbacks } = this.transport.drain(this.maxBatchSize);
-        if (callbacks.length === 0) break;
-        for (const cb of callbacks) this.transport.resolveException(cb, err);
-      }
+      await this.abandon(err, false);
     }
+  }
+
+  private async abandon(err: unknown, stopListening: boolean): Promise<void> {
+    this.stopping = true;
+    this.loopError = err;
+    // A server that never served (its weight sync failed) leaves the queue group at once, so
+    // new requests go to other servers of the name, or fail fast with no responders.
+    if (stopListening) await Promise.resolve(this.transport.stopListening?.()).catch(() => {});
+    if (this.inFlight) for (const cb of this.inFlight) this.transport.resolveException(cb, err);
+    for (;;) {
+      const { callbacks } = this.transport.drain(this.maxBatchSize);
+      if (callbacks.length === 0) break;
+      for (const cb of callbacks) this.transport.resolveException(cb, err);
+    }
+  }
+
+  private async initWeightSync(ws: WeightSyncReceiver<InferenceModel<B, R>>): Promise<void> {
+    // As upstream: the receiver's own flags say which steps were done already.
+    let step = "initOnReceiver()";
+    try {
+      if (!ws.initializedOnReceiver) await ws.initOnReceiver({ modelId: this.weightSyncModelId, model: this.model });
+      step = "connect()";
+      if (!ws.synchronizedOnReceiver) await ws.connect();
+    } catch (err) {
+      throw weightSyncFailure(step, err, true);
+    }
+  }
+
+  /** One non-blocking look for new weights, with the model held; failures keep the old weights. */
+  private async pollWeights(ws: WeightSyncReceiver<InferenceModel<B, R>>): Promise<void> {
+    let step = "receive()";
+    try {
+      let weights = ws.receive();
+      if (typeof (weights as PromiseLike<unknown> | undefined)?.then === "function") weights = await weights;
+      if (weights !== undefined && weights !== null) {
+        step = "applyWeights()";
+        if (this.applyWeights) await this.applyWeights(this.model, weights);
+        this.markWeightUpdate();
+      }
+      this.weightSyncError = undefined;
+    } catch (err) {
+      this.weightSyncError = weightSyncFailure(step, err, false);
+      this.recorder.weightSyncError();
+    }
+  }
+
+  private markWeightUpdate(): void {
+    this.version++;
+    this.recorder.weightUpdate();
   }
 
   private async serve(): Promise<void> {
     const t = this.transport;
+    const ws = this.weightSync;
     while (!this.stopping) {
+      if (ws) {
+        // Polled every turn, as upstream, so an idle server takes weights too.
+        const wait = this.gate.acquire();
+        if (wait) await wait;
+        try {
+          await this.pollWeights(ws);
+        } finally {
+          this.gate.release();
+        }
+        if (this.stopping) break;
+      }
       await this.waitForWork(this.timeoutMs);
       if (this.stopping) break;
       const first = t.drain(this.maxBatchSize);
@@ -249,9 +404,16 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
           if (more.receivedAt) receivedAt.push(...more.receivedAt);
         }
       }
+      // In flight while waiting for an update too: a shutdown that times out answers them.
       this.inFlight = callbacks;
-      await this.runBatch(inputs, callbacks, receivedAt);
-      this.inFlight = undefined;
+      const wait = this.gate.acquire();
+      if (wait) await wait;
+      try {
+        await this.runBatch(inputs, callbacks, receivedAt);
+      } finally {
+        this.inFlight = undefined;
+        this.gate.release();
+      }
     }
   }
 
@@ -286,7 +448,9 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       if (results.length !== n) {
         throw new ResultCountError(`Model returned ${results.length} results for a batch of ${n} inputs.`, { details: { results: results.length, batchSize: n } });
       }
-      for (let i = 0; i < n; i++) t.resolve(callbacks[i], results[i]!);
+      const path = this.versionPath;
+      if (path === null) for (let i = 0; i < n; i++) t.resolve(callbacks[i], results[i]!);
+      else for (let i = 0; i < n; i++) t.resolve(callbacks[i], withVersion(results[i], path, this.version) as O);
     } catch (err) {
       this.recorder.failedBatch();
       for (const cb of callbacks) t.resolveException(cb, err);

@@ -17,6 +17,12 @@ export interface InferenceServerStats {
   p95ModelMs: number;
   requestsPerSecond: number;
   batchesPerSecond: number;
+  /** The behaviour-policy version results are tagged with now (not reset by `reset`). */
+  policyVersion: number;
+  /** Updates that bumped the version: `updateModel` calls and weights received through `weightSync`. */
+  weightUpdates: number;
+  /** `weightSync` polls that threw (receive or applyWeights); the server kept its weights and version. */
+  weightSyncErrors: number;
 }
 
 /** Recent samples only (a fixed window), so a long-running server reports current behaviour. */
@@ -50,6 +56,8 @@ export class StatsRecorder {
   private requests = 0;
   private batches = 0;
   private failed = 0;
+  private weightUpdates = 0;
+  private weightSyncErrors = 0;
   private batchSizes: Window;
   private queueWait: Window;
   private modelMs: Window;
@@ -72,7 +80,15 @@ export class StatsRecorder {
     this.failed++;
   }
 
-  snapshot(expired: number): InferenceServerStats {
+  weightUpdate(): void {
+    this.weightUpdates++;
+  }
+
+  weightSyncError(): void {
+    this.weightSyncErrors++;
+  }
+
+  snapshot(expired: number, policyVersion: number): InferenceServerStats {
     const elapsedS = Math.max((performance.now() - this.startedAt) / 1000, 1e-9);
     const qw = this.queueWait.sorted();
     const mm = this.modelMs.sorted();
@@ -88,6 +104,9 @@ export class StatsRecorder {
       p95ModelMs: percentile(mm, 0.95),
       requestsPerSecond: this.requests / elapsedS,
       batchesPerSecond: this.batches / elapsedS,
+      policyVersion,
+      weightUpdates: this.weightUpdates,
+      weightSyncErrors: this.weightSyncErrors,
     };
   }
 
@@ -96,6 +115,8 @@ export class StatsRecorder {
     this.requests = 0;
     this.batches = 0;
     this.failed = 0;
+    this.weightUpdates = 0;
+    this.weightSyncErrors = 0;
     this.batchSizes = new Window(this.windowSize);
     this.queueWait = new Window(this.windowSize);
     this.modelMs = new Window(this.windowSize);

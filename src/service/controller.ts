@@ -1,7 +1,8 @@
 import { nuid } from "@nats-io/transport-node";
-import { declaredMethods, encodeOk, unwrapReply } from "../actor/index.ts";
+import { declaredMethods, encodeOk, requestCall, unwrapReply, type HostedCall, type OutgoingCall } from "../actor/index.ts";
+import { callSettings, createCallIds, type ResolvedCallOptions } from "../call/index.ts";
 import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
-import type { Inbound, Subscription } from "../connection/index.ts";
+import { abortError, type Inbound, type Subscription } from "../connection/index.ts";
 import {
   ActorBusError,
   CallTimeoutError,
@@ -22,6 +23,7 @@ import type { ModuleRef } from "./module-ref.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
 import { placeReplica, type ReplicaPlacement } from "./placement.ts";
 import { createReplica, errText, RoutedCall, type Replica } from "./replica-state.ts";
+import { ANY_CALL, createRouter, NO_METADATA, SESSION_CALL, type RouteRequest } from "./router.ts";
 import type { LaunchContext, ReplicaRef, ReplicaReport, ServiceReport } from "./types.ts";
 
 /** The statics of an Actor class the controller uses (the hooks may be overridden). */
@@ -49,9 +51,21 @@ export interface SessionState {
   closed: boolean;
 }
 
-export interface CallOptions {
+export interface RouteOptions {
   session?: SessionState;
   ranks?: boolean;
+  /** Per-call options bound with withOptions() on the proxy, a session or an endpoint. */
+  call?: ResolvedCallOptions;
+}
+
+/** One call on its way to a replica: encoded once, whatever the attempts and targets. */
+interface Outgoing extends OutgoingCall {
+  /** The decoded arguments, for routers that read the call (undefined when relayed). */
+  args: unknown[] | undefined;
+  payload: Uint8Array;
+  metadata: Readonly<Record<string, string>>;
+  /** Relayed from the registry face: the reply goes back as bytes. */
+  raw: boolean;
 }
 
 /**
@@ -63,8 +77,8 @@ export interface ServiceController {
   readonly name: string;
   readonly namespace: string;
   readonly id: string;
-  call(method: string, args: unknown[], opts?: CallOptions): Promise<unknown>;
-  fanout(method: string, args: unknown[]): Promise<unknown[]>;
+  call(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown>;
+  fanout(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]>;
   openSession(rebind: boolean): SessionState;
   closeSession(s: SessionState): void;
   report(): ServiceReport;
@@ -122,20 +136,23 @@ async function startController(p: ControllerParams, services: Services, ownsServ
 
   const closedError = () => new ClosedError(`service "${name}" is shut down`, { details: { service: name } });
 
-  const waitForChange = (deadline: number, what: string) =>
+  const waitForChange = (deadline: number, what: string, signal: AbortSignal | undefined) =>
     new Promise<void>((resolve, reject) => {
+      const timedOut = () => new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } });
       const left = deadline - Date.now();
-      if (left <= 0) return reject(new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } }));
-      const done = () => {
+      if (left <= 0) return reject(timedOut());
+      const done = (err?: Error) => {
         clearTimeout(timer);
-        changeWaiters.delete(done);
-        resolve();
+        changeWaiters.delete(onChange);
+        signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve();
       };
-      const timer = setTimeout(() => {
-        changeWaiters.delete(done);
-        reject(new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } }));
-      }, left);
-      changeWaiters.add(done);
+      const onChange = () => done();
+      const onAbort = () => done(abortError(signal!, subjects.call(name)));
+      const timer = setTimeout(() => done(timedOut()), left);
+      changeWaiters.add(onChange);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
 
   const describeStates = () => replicas.map((r) => `#${r.index} ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`).join(", ");
@@ -314,10 +331,11 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const unavailable = () =>
     new ServiceUnavailableError(`no replica of "${name}" can take calls: ${describeStates()}`, { details: { service: name } });
 
-  /** Waits (bounded by the deadline) while replicas are starting or restarting. */
-  const awaitReplica = async (deadline: number, choose: () => Replica | undefined): Promise<Replica> => {
+  /** Waits (bounded by the deadline and the call's signal) while replicas are starting or restarting. */
+  const awaitReplica = async (out: Outgoing, choose: () => Replica | undefined): Promise<Replica> => {
     for (;;) {
       if (state !== "running") throw closedError();
+      if (out.signal?.aborted) throw abortError(out.signal, subjects.call(name));
       const r = choose();
       if (r) return r;
       if (replicas.some((x) => x.state === "healthy" && !x.suspect)) throw overloaded();
@@ -326,25 +344,17 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       if (waiting >= o.numReplicas * Math.max(1, capacity)) throw overloaded();
       waiting++;
       try {
-        await waitForChange(deadline, describeStates());
+        await waitForChange(out.deadline, describeStates(), out.signal);
       } finally {
         waiting--;
       }
     }
   };
 
-  /** Fewest outstanding calls among healthy replicas with room; ties rotate. */
-  const leastLoaded = (bySessions: boolean): Replica | undefined => {
-    const n = replicas.length;
-    const start = rr++ % n;
-    let best: Replica | undefined;
-    for (let i = 0; i < n; i++) {
-      const r = replicas[(start + i) % n]!;
-      if (r.state !== "healthy" || r.suspect || r.outstanding >= capacity) continue;
-      if (!best || r.outstanding < best.outstanding || (bySessions && r.outstanding === best.outstanding && r.sessions < best.sessions)) best = r;
-    }
-    return best;
-  };
+  const router = createRouter<Replica>(o.router, { capacity, usable: (r) => r.state === "healthy" && !r.suspect });
+  const routeRequest = (out: Outgoing, session: boolean): RouteRequest =>
+    router.readsCall ? { method: out.method, args: out.args ?? [], metadata: out.metadata, session } : session ? SESSION_CALL : ANY_CALL;
+  const pick = (out: Outgoing, session = false) => router.pick(replicas, routeRequest(out, session));
 
   const sessionLost = (s: SessionState, r: Replica) =>
     new SessionLostError(
@@ -352,7 +362,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       { details: { service: name, session: s.id, replica: r.index } },
     );
 
-  const sessionReplica = async (s: SessionState, deadline: number): Promise<Replica> => {
+  const sessionReplica = async (s: SessionState, out: Outgoing): Promise<Replica> => {
     if (s.closed) throw new ClosedError(`session ${s.id} of "${name}" has ended`);
     const bound = s.replica;
     if (bound) {
@@ -364,9 +374,9 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       if (bound.generation === s.generation) bound.sessions--;
       s.replica = undefined;
     }
-    const r = await awaitReplica(deadline, () => leastLoaded(true));
+    const r = await awaitReplica(out, () => pick(out, true));
     // Another call of this session may have bound it while we waited.
-    if (s.replica) return sessionReplica(s, deadline);
+    if (s.replica) return sessionReplica(s, out);
     s.replica = r;
     s.generation = r.generation;
     r.sessions++;
@@ -383,24 +393,21 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     return crashError(r, `nobody listens on ${(err.details.subject as string) ?? "its subject"}: process gone or disconnected`);
   };
 
-  const sendTo = (r: Replica, method: string, args: unknown[], deadline: number, allRanks: boolean): Promise<unknown> => {
-    const remaining = Math.max(1, deadline - Date.now());
-    let payload: Uint8Array;
-    try {
-      payload = codec.encode([method, args, remaining]);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+  /**
+   * Sends the call to every process of the replica (rank 0's reply is the result). The same
+   * encoded arguments and call id go to each: a cancel reaches whichever holds it.
+   */
+  const sendTo = (r: Replica, out: Outgoing, allRanks: boolean): Promise<unknown> => {
     const targets = r.subjects;
     return new Promise<unknown>((resolve, reject) => {
-      const c = new RoutedCall(r, codec, allRanks, resolve, reject, onUnavailable);
+      const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, onUnavailable);
       if (targets.length === 1) {
-        transport.request(targets[0]!, payload, remaining).then(
+        requestCall(transport, subjects, targets[0]!, out.payload, out).then(
           (b) => c.reply(b),
           (e) => c.error(e),
         );
       } else {
-        Promise.all(targets.map((t) => transport.request(t, payload, remaining))).then(
+        Promise.all(targets.map((t) => requestCall(transport, subjects, t, out.payload, out))).then(
           (bs) => c.replies(bs),
           (e) => c.error(e),
         );
@@ -419,75 +426,122 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     }
   };
 
-  /** After a crash of the replica that had the call: another attempt, or the caller's error. */
-  const afterFailure = (err: unknown, r: Replica, method: string, args: unknown[], opts: CallOptions | undefined, t0: number, deadline: number, retries: number): Promise<unknown> => {
+  /**
+   * After a crash of the replica that had the call: another attempt, or the caller's error.
+   * A retry never starts once the caller's deadline has passed or its signal fired.
+   */
+  const afterFailure = (err: unknown, r: Replica, out: Outgoing, opts: RouteOptions | undefined, t0: number, retries: number): Promise<unknown> => {
     if (err instanceof ReplicaCrashedError && state === "running") {
       const s = opts?.session;
       if (s && !s.rebind) {
         // The session's state is gone only if its replica really died (not merely unreachable).
         if (s.replica === r && (r.generation !== s.generation || r.state !== "healthy")) err = sessionLost(s, r);
-      } else if (retries < o.maxTaskRetries) return attempt(method, args, opts, t0, deadline, retries + 1);
+      } else if (retries < o.maxTaskRetries && Date.now() < out.deadline && !out.signal?.aborted) {
+        return attempt(out, opts, t0, retries + 1);
+      }
     }
-    recordMethod(method, t0, err);
+    recordMethod(out.method, t0, err);
     return Promise.reject(err);
   };
 
-  const attempt = async (method: string, args: unknown[], opts: CallOptions | undefined, t0: number, deadline: number, retries: number): Promise<unknown> => {
+  const attempt = async (out: Outgoing, opts: RouteOptions | undefined, t0: number, retries: number): Promise<unknown> => {
     let r: Replica;
     try {
-      r = opts?.session ? await sessionReplica(opts.session, deadline) : await awaitReplica(deadline, pickAny);
+      r = opts?.session ? await sessionReplica(opts.session, out) : await awaitReplica(out, () => pick(out));
     } catch (err) {
-      recordMethod(method, t0, err);
+      recordMethod(out.method, t0, err);
       throw err;
     }
-    return sendTo(r, method, args, deadline, opts?.ranks === true).then(
-      (v) => (recordMethod(method, t0), v),
-      (err) => afterFailure(err, r, method, args, opts, t0, deadline, retries),
+    return sendTo(r, out, opts?.ranks === true).then(
+      (v) => (recordMethod(out.method, t0), v),
+      (err) => afterFailure(err, r, out, opts, t0, retries),
     );
   };
 
-  const pickAny = () => leastLoaded(false);
+  const nextCallId = createCallIds();
 
-  // The common case (a healthy replica with room, no session) stays synchronous up to the
-  // request: no extra promise hops in the path every call takes.
-  const call = (method: string, args: unknown[], opts?: CallOptions): Promise<unknown> => {
+  /** A call from this process (service proxy, session, endpoint form): arguments encoded once. */
+  const outgoing = (method: string, args: unknown[], opts: RouteOptions | undefined): Outgoing => {
+    const st = callSettings(o.timeoutMs, opts?.call);
+    return {
+      method,
+      args,
+      payload: codec.encode(args),
+      callId: nextCallId(),
+      deadline: st.deadline,
+      meta: st.meta,
+      metadata: opts?.call?.metadata ?? NO_METADATA,
+      signal: st.signal,
+      raw: false,
+    };
+  };
+
+  /**
+   * A call relayed from the service's registry face: its bytes, call id, deadline, metadata and
+   * cancellation pass on untouched; the reply bytes go back the same way.
+   */
+  const relayed = (job: HostedCall, payload: Uint8Array): Outgoing => ({
+    method: job.method,
+    args: undefined,
+    payload,
+    callId: job.callId,
+    deadline: job.deadline,
+    meta: job.metaHeader || undefined,
+    metadata: job.metadata,
+    signal: job.signal,
+    raw: true,
+  });
+
+  // The common case (a healthy replica with room, no session, a built-in router) stays
+  // synchronous up to the request: no extra promise hops in the path every call takes.
+  const route = (out: Outgoing, opts?: RouteOptions): Promise<unknown> => {
     if (state !== "running") return Promise.reject(closedError());
     const t0 = performance.now();
-    const deadline = Date.now() + o.timeoutMs;
-    const r = opts?.session ? undefined : leastLoaded(false);
-    if (!r) return attempt(method, args, opts, t0, deadline, 0);
-    return sendTo(r, method, args, deadline, opts?.ranks === true).then(
-      (v) => (recordMethod(method, t0), v),
-      (err) => afterFailure(err, r, method, args, opts, t0, deadline, 0),
+    const r = opts?.session || router.readsCall ? undefined : pick(out);
+    if (!r) return attempt(out, opts, t0, 0);
+    return sendTo(r, out, opts?.ranks === true).then(
+      (v) => (recordMethod(out.method, t0), v),
+      (err) => afterFailure(err, r, out, opts, t0, 0),
     );
+  };
+
+  const call = (method: string, args: unknown[], opts?: RouteOptions): Promise<unknown> => {
+    let out: Outgoing;
+    try {
+      out = outgoing(method, args, opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return route(out, opts);
   };
 
   // Queue-group routing: NATS picks a replica. No per-replica accounting, so a crash cannot
   // fail its calls early: they run into their deadlines (the benchmark's comparison).
-  const callQueueGroup = async (method: string, args: unknown[]): Promise<unknown> => {
+  const sendQueueGroup = async (out: Outgoing): Promise<unknown> => {
     if (state !== "running") throw closedError();
     const t0 = performance.now();
     try {
-      const bytes = await transport.request(subjects.replicaQueue(name), codec.encode([method, args, o.timeoutMs]), o.timeoutMs);
-      const v = unwrapReply<unknown>(codec, bytes);
-      recordMethod(method, t0);
+      const bytes = await requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, out);
+      const v = out.raw ? bytes : unwrapReply<unknown>(codec, bytes);
+      recordMethod(out.method, t0);
       return v;
     } catch (err) {
-      recordMethod(method, t0, err);
+      recordMethod(out.method, t0, err);
       throw err;
     }
   };
+  const viaQueueGroup = (opts: RouteOptions | undefined) => o.routing === "queue-group" && !opts?.session && !opts?.ranks;
 
-  const fanout = async (method: string, args: unknown[]): Promise<unknown[]> => {
+  const fanout = async (method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]> => {
     if (state !== "running") throw closedError();
     const t0 = performance.now();
-    const deadline = Date.now() + o.timeoutMs;
+    const out = outgoing(method, args, opts);
     try {
-      await awaitReplica(deadline, () => replicas.find((r) => r.state === "healthy"));
+      await awaitReplica(out, () => replicas.find((r) => r.state === "healthy"));
       const healthy = replicas.filter((r) => r.state === "healthy");
-      const out = await Promise.all(healthy.map((r) => sendTo(r, method, args, deadline, false)));
+      const results = await Promise.all(healthy.map((r) => sendTo(r, out, false)));
       recordMethod(method, t0);
-      return out;
+      return results;
     } catch (err) {
       recordMethod(method, t0, err);
       throw err;
@@ -546,8 +600,11 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   // --- registration: the controller is the registry's owner instance of the service ---------
 
   let shutdownPromise: Promise<void> | undefined;
-  const routed = o.routing === "queue-group" ? (m: string, a: unknown[]) => callQueueGroup(m, a) : (m: string, a: unknown[]) => call(m, a);
-  const Forwarder = forwarderClass(p.base.name, methods, routed, () => (shutdownPromise ? undefined : shutdown(true)));
+  const relay = (job: HostedCall, payload: Uint8Array): Promise<Uint8Array> => {
+    const out = relayed(job, payload);
+    return (viaQueueGroup(undefined) ? sendQueueGroup(out) : route(out)) as Promise<Uint8Array>;
+  };
+  const Forwarder = forwarderClass(p.base.name, methods, relay, () => (shutdownPromise ? undefined : shutdown(true)));
   try {
     await services.registerWithOptions(name, Forwarder, {
       // The router bounds calls per replica; the forwarder only relays them.
@@ -649,7 +706,14 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     get id() {
       return controllerId;
     },
-    call: o.routing === "queue-group" ? (m, a, opts) => (opts?.session || opts?.ranks ? call(m, a, opts) : callQueueGroup(m, a)) : call,
+    call: (m, a, opts) => {
+      if (!viaQueueGroup(opts)) return call(m, a, opts);
+      try {
+        return sendQueueGroup(outgoing(m, a, opts));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
     fanout,
     openSession: (rebind) => ({ id: nuid.next(), rebind, replica: undefined, generation: -1, closed: false }),
     closeSession(s) {

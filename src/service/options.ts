@@ -2,6 +2,7 @@ import { InvalidOptionsError } from "../errors/index.ts";
 import { bool, custom, defineOptions, durationMs, int, nullable, obj, oneOf, oneOrMany, str, stringRecord, type SpecFor } from "../options/index.ts";
 import type { Services } from "../registry/index.ts";
 import { validateName } from "../subjects/index.ts";
+import { checkRouter, type RouterSpec } from "./router.ts";
 
 export const ROUTINGS = ["least-loaded", "queue-group"] as const;
 export type Routing = (typeof ROUTINGS)[number];
@@ -36,8 +37,16 @@ export interface ServiceOptions {
   maxBackoffMs?: number;
   /** A replica healthy this long has its restart count reset. */
   stableMs?: number;
-  /** "least-loaded" (default): fewest outstanding calls among healthy replicas; "queue-group": NATS picks. */
+  /** "least-loaded" (default): the controller picks among healthy replicas, with `router`; "queue-group": NATS picks. */
   routing?: Routing;
+  /**
+   * How the controller picks a replica when routing is "least-loaded" (the controller routes):
+   * "least-loaded" (default), "round-robin", "random", or a function
+   * `(candidates, call) => candidate | undefined` given the replicas with room and the call's
+   * method, args and metadata (e.g. hashing a prompt prefix for cache affinity). Not with
+   * routing "queue-group", where NATS picks.
+   */
+  router?: RouterSpec;
   /** "auto" (default): on agents if any is running, else child processes of this one. */
   placement?: PlacementMode;
   /** Heartbeat period of the controller's liveness pings (the backstop to exit events). */
@@ -76,6 +85,7 @@ export interface ResolvedServiceOptions {
   maxBackoffMs: number;
   stableMs: number;
   routing: Routing;
+  router: RouterSpec;
   placement: PlacementMode;
   healthIntervalMs: number;
   startTimeoutMs: number;
@@ -104,6 +114,7 @@ export const SERVICE_DEFAULTS: Omit<ResolvedServiceOptions, "services" | "namesp
   maxBackoffMs: 5_000,
   stableMs: 60_000,
   routing: "least-loaded",
+  router: "least-loaded",
   placement: "auto",
   healthIntervalMs: 1_000,
   startTimeoutMs: 30_000,
@@ -133,6 +144,7 @@ const serviceOptions = defineOptions(
     maxBackoffMs: durationMs({ min: 0, hint: "the longest delay between restarts" }),
     stableMs: durationMs({ min: 0, hint: "how long a replica must stay healthy to reset its restart count" }),
     routing: oneOf(ROUTINGS),
+    router: checkRouter,
     placement: oneOf(PLACEMENTS),
     healthIntervalMs: durationMs({ min: 50, hint: "the period between heartbeats" }),
     startTimeoutMs: durationMs({ min: 1, hint: "how long a replica may take to start" }),
@@ -162,6 +174,12 @@ export function resolveServiceOptions(o: ServiceOptions, where = "service option
   }
   if (r.routing === "queue-group" && r.procs > 1) {
     throw new InvalidOptionsError(`${where}: routing "queue-group" sends a call to one process, so it needs procs 1; use "least-loaded" for multi-process replicas`, { details: { option: "routing" } });
+  }
+  if (r.routing === "queue-group" && o.router !== undefined) {
+    throw new InvalidOptionsError(
+      `${where}: router applies only when the controller routes; with routing "queue-group" NATS picks the replica and no router runs: drop router (or set it to undefined), or drop routing "queue-group"`,
+      { details: { option: "router" } },
+    );
   }
   if (r.services !== undefined && (r.namespace !== undefined || r.servers !== undefined)) {
     throw new InvalidOptionsError(`${where}: give either services or namespace/servers, not both (services already has a namespace and a connection)`, { details: { option: "services" } });

@@ -1,4 +1,5 @@
 import type { ServiceHandle } from "../actor/index.ts";
+import { mergeCallOptions, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
 import { bool, defineOptions, type SpecFor } from "../options/index.ts";
 import type { ServiceController, SessionState } from "./controller.ts";
 import type { ServiceProxy, SessionHandle, SessionOptions } from "./types.ts";
@@ -29,36 +30,41 @@ export function sessionInfo(value: unknown): SessionInfo | undefined {
   return s ? { id: s.id, replica: s.replica?.index, ended: s.closed } : undefined;
 }
 
-function endpoint(c: ServiceController, method: string) {
-  const fn = (...args: unknown[]) => c.call(method, args);
-  return Object.assign(fn, {
-    route: fn,
-    fanout: (...args: unknown[]) => c.fanout(method, args),
-    ranks: (...args: unknown[]) => c.call(method, args, { ranks: true }),
-  });
+/** `svc.method(...)`, `.route`, `.fanout`, `.ranks`; each form also takes withOptions(). */
+function endpoint(c: ServiceController, method: string, call?: ResolvedCallOptions) {
+  const opts = call ? { call } : undefined;
+  const fn = (...args: unknown[]) => c.call(method, args, opts);
+  const fanout = (...args: unknown[]) => c.fanout(method, args, opts);
+  const ranks = (...args: unknown[]) => c.call(method, args, { ...opts, ranks: true });
+  const rebind = (more: ResolvedCallOptions) => endpoint(c, method, mergeCallOptions(call, more));
+  Object.defineProperty(fanout, WITH_OPTIONS, { value: (more: ResolvedCallOptions) => rebind(more).fanout });
+  Object.defineProperty(ranks, WITH_OPTIONS, { value: (more: ResolvedCallOptions) => rebind(more).ranks });
+  Object.defineProperty(fn, WITH_OPTIONS, { value: rebind });
+  return Object.assign(fn, { route: fn, fanout, ranks });
 }
 
-function sessionHandle<T>(c: ServiceController, s: SessionState): SessionHandle<T> {
+function sessionHandle<T>(c: ServiceController, s: SessionState, call?: ResolvedCallOptions): SessionHandle<T> {
   const cache = new Map<string, (...a: unknown[]) => Promise<unknown>>();
   return new Proxy(Object.create(null), {
     get(_t, prop) {
       if (prop === SESSION) return s;
+      if (prop === WITH_OPTIONS) return (more: ResolvedCallOptions) => sessionHandle<T>(c, s, mergeCallOptions(call, more));
       if (prop === Symbol.asyncDispose) return async () => c.closeSession(s);
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Session(${c.namespace}/${c.name} ${s.id})`;
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
       let fn = cache.get(prop);
-      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => c.call(prop, args, { session: s })));
+      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => c.call(prop, args, { session: s, call })));
       return fn;
     },
     set: () => false,
   }) as SessionHandle<T>;
 }
 
-export function createServiceProxy<T>(c: ServiceController): ServiceProxy<T> {
+export function createServiceProxy<T>(c: ServiceController, call?: ResolvedCallOptions): ServiceProxy<T> {
   const cache = new Map<string, ReturnType<typeof endpoint>>();
   const ep = (m: string) => {
     let e = cache.get(m);
-    if (!e) cache.set(m, (e = endpoint(c, m)));
+    if (!e) cache.set(m, (e = endpoint(c, m, call)));
     return e;
   };
   const controls: Record<string, unknown> = {
@@ -76,18 +82,19 @@ export function createServiceProxy<T>(c: ServiceController): ServiceProxy<T> {
         const s = c.openSession(rebind);
         return (async () => {
           try {
-            return await fnOrOptions(sessionHandle<T>(c, s));
+            return await fnOrOptions(sessionHandle<T>(c, s, call));
           } finally {
             c.closeSession(s);
           }
         })();
       }
-      return sessionHandle<T>(c, c.openSession(sessionOptions.parse(fnOrOptions).rebind));
+      return sessionHandle<T>(c, c.openSession(sessionOptions.parse(fnOrOptions).rebind), call);
     },
   };
   return new Proxy(Object.create(null), {
     get(_t, prop) {
       if (prop === CONTROLLER) return c;
+      if (prop === WITH_OPTIONS) return (more: ResolvedCallOptions) => createServiceProxy<T>(c, mergeCallOptions(call, more));
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Service(${c.namespace}/${c.name})`;
       if (prop === Symbol.asyncDispose) return () => c.shutdown();
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;

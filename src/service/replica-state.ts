@@ -76,6 +76,8 @@ export class RoutedCall implements Inflight {
     private readonly r: Replica,
     private readonly codec: Codec,
     private readonly allRanks: boolean,
+    /** Relayed calls: the reply bytes go back as they came, never decoded here. */
+    private readonly raw: boolean,
     private readonly resolve: (v: unknown) => void,
     private readonly reject: (e: unknown) => void,
     private readonly onUnavailable: (r: Replica, gen: number, err: ServiceUnavailableError) => Error,
@@ -85,7 +87,7 @@ export class RoutedCall implements Inflight {
     r.inflight.add(this);
   }
 
-  private settle(err: unknown, value?: unknown): void {
+  private settle(err: unknown, value?: unknown, remoteFailure = false): void {
     if (this.done) return;
     this.done = true;
     const r = this.r;
@@ -96,7 +98,7 @@ export class RoutedCall implements Inflight {
       r.stats.record(ms, true, errText(err));
       this.reject(err);
     } else {
-      r.stats.record(ms, false);
+      r.stats.record(ms, remoteFailure);
       this.resolve(value);
     }
   }
@@ -106,6 +108,11 @@ export class RoutedCall implements Inflight {
   }
 
   reply(bytes: Uint8Array): void {
+    if (this.raw) {
+      // [1, error] encodes as 0x92 0x01: the replica's stats count it without a decode.
+      this.settle(undefined, bytes, bytes[1] === 1);
+      return;
+    }
     let v: unknown;
     try {
       v = unwrapReply<unknown>(this.codec, bytes);

@@ -15,6 +15,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.rq.<service>           replicas of a service in queue group "replicas" (queue-group routing)
  *   ab.<ns>.ctrl.<service>         a replicated service's controller: status requests
  *   ab.<ns>.evt.<controllerId>     replica process lifecycle events (exits) sent to one controller
+ *   ab.<ns>.cancel.<call subject>  cancellations of calls sent to <call subject> (every host hears)
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
  */
 export interface Subjects {
@@ -32,6 +33,11 @@ export interface Subjects {
   replicaQueue(service: string): string;
   controller(service: string): string;
   events(controllerId: string): string;
+  /**
+   * Where a caller cancels a call it sent to `callSubject` (one of this namespace's call or
+   * replica subjects). Not a queue group: the caller cannot know which host took the call.
+   */
+  cancel(callSubject: string): string;
   /** Wildcard that matches every subject of the namespace (for permissions and fuzzing). */
   all(): string;
   serviceKey(service: string): string;
@@ -66,6 +72,10 @@ export function subjectsFor(namespace: string): Subjects {
     replicaQueue: (s) => `${prefix}.rq.${validateName("service", s)}`,
     controller: (s) => `${prefix}.ctrl.${validateName("service", s)}`,
     events: (id) => `${prefix}.evt.${id}`,
+    cancel: (callSubject) => {
+      if (!callSubject.startsWith(`${prefix}.`)) throw new Error(`${callSubject} is not a subject of namespace ${ns}`);
+      return `${prefix}.cancel.${callSubject.slice(prefix.length + 1)}`;
+    },
     all: () => `${prefix}.>`,
     serviceKey: (s) => `${SERVICE_KEY_PREFIX}${validateName("service", s)}`,
     serviceKeyFilter: () => `${SERVICE_KEY_PREFIX}*`,

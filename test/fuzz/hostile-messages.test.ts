@@ -135,10 +135,9 @@ function garbage(r: Rng, depth = 3): unknown {
 
 const enc = (v: unknown) => codec.encode(v);
 
-/** [ "echo", [ [[[...null]]] ], 5000 ] nested past what the encoder accepts, so the echo cannot be sent back. */
+/** The args of an echo call, [ [[[...null]]] ], nested past what the encoder accepts, so the echo cannot be sent back. */
 function deepCall(depth: number): Uint8Array {
-  const head = enc(["echo"]).subarray(1); // "echo" as msgpack text
-  return Uint8Array.from([0x93, ...head, 0x91, ...new Array(depth).fill(0x91), 0xc0, 0xcd, 0x13, 0x88]);
+  return Uint8Array.from([0x91, ...new Array(depth).fill(0x91), 0xc0]);
 }
 
 /** Maps inside Maps (msgpack ext 2), `depth` deep: each level is decoded by a nested decoder. */
@@ -154,10 +153,28 @@ function deepMaps(depth: number): Uint8Array {
   return out;
 }
 
-/** ["echo", [value], 5000] around already encoded `value` bytes. */
+/** The args of an echo call, [value], around already encoded `value` bytes. */
 function echoOf(value: Uint8Array): Uint8Array {
-  const head = enc(["echo"]).subarray(1);
-  return Uint8Array.from([0x93, ...head, 0x91, ...value, 0xcd, 0x13, 0x88]);
+  return Uint8Array.from([0x91, ...value]);
+}
+
+/** A call's context header (src/call/wire.ts): what every call to an actor carries. */
+function callHeaders(method: string, timeout: unknown = 5_000, callId = "fuzz.1"): MsgHdrs {
+  const h = natsHeaders();
+  h.set("Ab-Call", `${String(timeout)} ${callId} ${method}`);
+  return h;
+}
+
+/** A call header with some field wrong, or missing, or metadata that is not a string map. */
+function hostileCallHeaders(r: Rng): MsgHdrs {
+  const method = r.chance(0.6) ? r.pick(["echo", "add", "blowup"]) : r.ascii(1 + r.int(20)).replace(/[\r\n]/g, "x");
+  const timeout = r.chance(0.5) ? 5_000 : r.pick([1, -1, 0, "NaN", "Infinity", "1e308", "abc", "", 2 ** 53]);
+  const callId = r.chance(0.8) ? `fuzz.${r.int(1e6)}` : r.pick(["", " ", "x".repeat(200)]);
+  const h = natsHeaders();
+  const value = r.chance(0.15) ? r.pick(["", "5000", "5000 id", r.ascii(30).replace(/[\r\n]/g, "x")]) : `${timeout} ${callId} ${method}`;
+  h.set("Ab-Call", value);
+  if (r.chance(0.2)) h.set("Ab-Meta", r.pick(["{", "[]", '{"a":1}', '{"a":"b"}', `{"${"k".repeat(100)}":"v"}`, "x".repeat(9_000)]));
+  return h;
 }
 
 /** msgpack ext 4 (BigInt as decimal text) with text that is not a number: its decode error quotes it. */
@@ -191,7 +208,7 @@ function brokenSpawn(r: Rng): unknown {
 
 function validRequest(target: Target, leaseSubject: string, r: Rng): unknown {
   switch (target) {
-    case "call": return ["echo", [garbage(r, 2)], 5_000];
+    case "call": return [garbage(r, 2)]; // the args; the method and deadline are in the header
     case "control":
     case "instance": return { op: r.pick(["ping", "stats"]) };
     case "agent": return r.pick([{ op: "ping" }, { op: "list" }, { op: "stop", procIds: ["none"], graceMs: 0 }]);
@@ -202,13 +219,9 @@ function validRequest(target: Target, leaseSubject: string, r: Rng): unknown {
 /** Valid msgpack of the wrong shape, aimed at what each target parses. */
 function wrongShape(target: Target, leaseSubject: string, r: Rng): unknown {
   switch (target) {
-    case "call": {
-      const method = r.chance(0.5) ? r.pick(["echo", "add", "blowup"]) : garbage(r, 1);
-      const args = r.chance(0.6) ? Array.from({ length: r.int(4) }, () => garbage(r, 2)) : garbage(r, 2);
-      const timeout = r.chance(0.5) ? 5_000 : r.pick([1, -1, 0, NaN, Infinity, 1e308, "100", 10n, null, 2 ** 53]);
-      const v = [method, args, timeout];
-      return r.chance(0.2) ? v.slice(0, r.int(3)) : r.chance(0.1) ? [...v, garbage(r)] : v;
-    }
+    case "call":
+      // The payload is the argument array; hostileCallHeaders() spoils the header.
+      return r.chance(0.6) ? Array.from({ length: r.int(4) }, () => garbage(r, 2)) : garbage(r, 2);
     case "control":
     case "instance":
       return r.chance(0.8) ? { op: r.chance(0.5) ? r.pick(["ping", "stats", "STOP", 5, 5n, null, ["stop"]]) : garbage(r, 1), graceMs: garbage(r, 1) } : garbage(r);
@@ -232,7 +245,7 @@ function wrongShape(target: Target, leaseSubject: string, r: Rng): unknown {
   }
 }
 
-/** Deadlines travel in the body (src/actor/protocol.ts, src/inference/nats.ts): headers, whatever they claim, must be ignored. */
+/** Headers other than a call's own: whatever they claim, they must be ignored (inference deadlines travel in the body). */
 function garbageHeaders(r: Rng): MsgHdrs {
   const h = natsHeaders();
   const n = 1 + r.int(4);
@@ -265,7 +278,9 @@ function makeCases(r: Rng, subjects: Record<Target, string>, leaseSubject: strin
       kind = "valid";
       data = enc(validRequest(target, leaseSubject, r));
     }
-    cases.push({ target, kind, data, request: r.chance(0.75), headers: r.chance(0.15) ? garbageHeaders(r) : undefined });
+    let headers = r.chance(0.15) ? garbageHeaders(r) : undefined;
+    if (target === "call" && !headers) headers = kind === "valid" || kind === "truncated" ? callHeaders("echo") : r.chance(0.8) ? hostileCallHeaders(r) : undefined;
+    cases.push({ target, kind, data, request: r.chance(0.75), headers });
   }
   // Fixed hard cases: each once per target, as request and as publish.
   const near = MAX_PAYLOAD - 512;
@@ -277,13 +292,14 @@ function makeCases(r: Rng, subjects: Record<Target, string>, leaseSubject: strin
       ["deep nesting", deepCall(5_000)],
       ["deep Map nesting (decoder stack)", echoOf(deepMaps(3_000))],
       ["deep Map nesting (encoder stack)", echoOf(deepMaps(1_000))],
-      ["too many args", enc(["echo", new Array(70_000).fill(0), 5_000])],
+      ["too many args", enc(new Array(70_000).fill(0))],
     ];
+    const callSpecial: [string, Uint8Array, MsgHdrs][] = [];
     if (target === "call") {
-      special.push(
-        ["near max_payload method name", enc([r.ascii(near), [], 5_000])],
-        ["near max_payload echo", enc(["echo", [new Uint8Array(near)], 5_000])],
-        ["result over max_payload", enc(["blowup", [2 * MAX_PAYLOAD], 5_000])],
+      callSpecial.push(
+        ["near max_payload method name", enc([]), callHeaders(r.ascii(near).replace(/[\r\n:]/g, "x"))],
+        ["near max_payload echo", enc([new Uint8Array(near)]), callHeaders("echo")],
+        ["result over max_payload", enc([2 * MAX_PAYLOAD]), callHeaders("blowup")],
       );
     }
     if (target === "control" || target === "instance") special.push(["near max_payload op", enc({ op: r.ascii(near) })]);
@@ -291,7 +307,10 @@ function makeCases(r: Rng, subjects: Record<Target, string>, leaseSubject: strin
     if (target === "inference") {
       special.push(["near max_payload input", enc([1, leaseSubject, 5_000, 1_000, { observation: new Float32Array(Math.floor(near / 4) - 64) }])]);
     }
-    for (const [kind, data] of special) for (const request of [true, false]) cases.push({ target, kind, data, request });
+    for (const [kind, data] of special) {
+      for (const request of [true, false]) cases.push({ target, kind, data, request, ...(target === "call" ? { headers: callHeaders("echo") } : {}) });
+    }
+    for (const [kind, data, headers] of callSpecial) for (const request of [true, false]) cases.push({ target, kind, data, request, headers });
   }
   return cases;
 }

@@ -1,0 +1,48 @@
+import type { CallContext } from "../call/index.ts";
+import type { Inbound } from "../connection/index.ts";
+
+/**
+ * One call a host has accepted, from arrival to reply. It is the method's `currentCall()`:
+ * the signal is made only when someone asks for it, so calls whose methods never look pay
+ * nothing for cancellation beyond a map entry.
+ */
+export class HostedCall implements CallContext {
+  settled = false;
+  /** Cancelled before it ran: the queue skips it. */
+  cancelled = false;
+  started = false;
+  private controller: AbortController | undefined;
+  private abortReason: Error | undefined;
+  /** Set by the host when the signal exists: the deadline then aborts it too. */
+  onSignal: ((call: HostedCall) => void) | undefined;
+
+  constructor(
+    readonly msg: Inbound,
+    readonly callId: string,
+    readonly method: string,
+    readonly deadline: number,
+    readonly metadata: Readonly<Record<string, string>>,
+    /** The raw Ab-Meta header, relayed as is. */
+    readonly metaHeader: string,
+    readonly args: unknown[] | undefined,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+      else this.onSignal?.(this);
+    }
+    return this.controller.signal;
+  }
+
+  get signalled(): boolean {
+    return this.controller !== undefined;
+  }
+
+  abort(reason: Error): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
+}

@@ -1,0 +1,35 @@
+import { CALL_HEADER, META_HEADER, encodeCallHeader } from "../call/index.ts";
+import type { Transport } from "../connection/index.ts";
+import type { Subjects } from "../subjects/index.ts";
+
+/** One call as it leaves a process: everything the Ab-Call and Ab-Meta headers carry. */
+export interface OutgoingCall {
+  method: string;
+  callId: string;
+  /** Epoch ms on this host's clock; what is left of it travels. */
+  deadline: number;
+  /** The Ab-Meta header value, if any. */
+  meta: string | undefined;
+  signal: AbortSignal | undefined;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * Sends one call (its arguments already encoded) and waits for the reply bytes. When the call's
+ * signal aborts, the transport rejects it at once and the hosts of `subject` hear a cancel
+ * carrying the call id, so the one holding it drops or aborts it.
+ */
+export function requestCall(transport: Transport, subjects: Subjects, subject: string, payload: Uint8Array, call: OutgoingCall): Promise<Uint8Array> {
+  const timeoutMs = Math.max(1, call.deadline - Date.now());
+  const headers: Record<string, string> = { [CALL_HEADER]: encodeCallHeader(timeoutMs, call.callId, call.method) };
+  if (call.meta) headers[META_HEADER] = call.meta;
+  const signal = call.signal;
+  const request = transport.request(subject, payload, timeoutMs, { headers, signal });
+  if (!signal || signal.aborted) return request;
+  const tellHosts = () => transport.publish(subjects.cancel(subject), utf8.encode(call.callId));
+  signal.addEventListener("abort", tellHosts, { once: true });
+  const forget = () => signal.removeEventListener("abort", tellHosts);
+  request.then(forget, forget);
+  return request;
+}
