@@ -7,7 +7,8 @@
  *   3. NatsTransport + InferenceServer vs raw nats.js request/reply (nc.request, noAsyncTraces)
  *      for the same payload and the same codec work, responder in another process.
  *   4. (issue 14) the setup of 1 with a weight update every 100 batches (weightSync: new MLP
- *      weights copied in between batches, version bumped) vs no updates: requests/s ratio.
+ *      weights copied in between batches, version bumped) vs no updates: requests/s ratio, from
+ *      alternating phases of one run.
  *
  * This file is also its own child process: `node --import tsx bench/inference.ts <mode> ...`.
  */
@@ -32,6 +33,8 @@ const SEQ = 3_000;
 const PIPE = 30_000;
 const IN_FLIGHT = 64;
 const UPDATE_EVERY_BATCHES = 100;
+const WEIGHT_PHASES = 16;
+const PHASE_MS = 1_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -90,21 +93,6 @@ function makePolicy() {
   return Object.assign(policy, { params });
 }
 
-/**
- * A trainer's weights as the server's weightSync sees them: new parameters every
- * UPDATE_EVERY_BATCHES polls. The server polls once per batch when it is saturated, so that is
- * an update every 100 batches; the run reports the batches per update it actually got.
- */
-function everyHundredBatches(): WeightSyncReceiver<unknown, MlpParams> {
-  const sets = [mlpParams(7), mlpParams(11)];
-  let polls = 0;
-  return {
-    initOnReceiver() {},
-    connect() {},
-    receive: () => (++polls % UPDATE_EVERY_BATCHES === 0 ? sets[(polls / UPDATE_EVERY_BATCHES) % 2]! : undefined),
-  };
-}
-
 const applyMlp = (model: unknown, weights: unknown) => {
   const into = (model as { params: MlpParams }).params;
   const from = weights as MlpParams;
@@ -131,8 +119,8 @@ export async function benchInference(): Promise<Record<string, unknown>> {
     // ---- 1. batching across processes -------------------------------------------------
     const procs = await Promise.all(Array.from({ length: CLIENT_PROCS }, () => startChild(SELF, ["clients", nats.url, NS, "policy", String(CLIENTS_PER_PROC)])));
     children.push(...procs);
-    const runClients = async (): Promise<{ requestsPerSecond: number; p50Ms: number; p99Ms: number }> => {
-      for (const p of procs) p.child.stdin!.write(JSON.stringify({ warmupMs: WARMUP_MS, durationMs: RUN_MS }) + "\n");
+    const runClients = async (durationMs = RUN_MS): Promise<{ requestsPerSecond: number; p50Ms: number; p99Ms: number }> => {
+      for (const p of procs) p.child.stdin!.write(JSON.stringify({ warmupMs: WARMUP_MS, durationMs }) + "\n");
       const reports = await Promise.all(procs.map(async (p) => JSON.parse((await p.lines.next()).value as string) as RunReport));
       const total = reports.reduce((a, r) => a + r.count / (r.elapsedMs / 1000), 0);
       const { p50Ms, p99Ms } = summarize(reports.flatMap((r) => r.latUs.map((u) => u / 1000)));
@@ -150,23 +138,46 @@ export async function benchInference(): Promise<Record<string, unknown>> {
     const batch1 = await batching(1);
 
     // ---- 4. weight updates every 100 batches vs none (same clients, same policy) ---------
-    const withUpdates = async (updates: boolean) => {
-      const policy = makePolicy();
-      const opts = updates ? { maxBatchSize: 64, weightSync: everyHundredBatches(), applyWeights: applyMlp } : { maxBatchSize: 64 };
-      const server = new InferenceServer(policy, new NatsTransport({ connection: conn, namespace: NS, name: "policy" }), opts).start();
+    // Separate runs on a shared machine differ by up to 10% from one to the next, more than
+    // the 5% to be measured; phases of one run, in ABBA order, see the same drift.
+    const weightPhases = async () => {
+      let updating = false;
+      let polls = 0;
+      const sets = [mlpParams(7), mlpParams(11)];
+      const trainer: WeightSyncReceiver<unknown, MlpParams> = {
+        initOnReceiver() {},
+        connect() {},
+        // A saturated server polls once per batch: every 100th poll is every 100th batch.
+        receive: () => (updating && ++polls % UPDATE_EVERY_BATCHES === 0 ? sets[(polls / UPDATE_EVERY_BATCHES) % 2] : undefined),
+      };
+      const transport = new NatsTransport({ connection: conn, namespace: NS, name: "policy" });
+      const server = new InferenceServer(makePolicy(), transport, { maxBatchSize: 64, weightSync: trainer, applyWeights: applyMlp }).start();
       await server.ready();
-      const r = await runClients();
-      const stats = server.stats();
+      const clients = runClients(WEIGHT_PHASES * PHASE_MS + 1_000);
+      await sleep(WARMUP_MS + 200);
+      const phases: { updating: boolean; ms: number; requests: number; batches: number; weightUpdates: number }[] = [];
+      for (let i = 0; i < WEIGHT_PHASES; i++) {
+        updating = i % 4 === 1 || i % 4 === 2;
+        const s0 = server.stats();
+        const t0 = performance.now();
+        await sleep(PHASE_MS);
+        const s1 = server.stats();
+        phases.push({ updating, ms: round(performance.now() - t0, 1), requests: s1.requests - s0.requests, batches: s1.batches - s0.batches, weightUpdates: s1.weightUpdates - s0.weightUpdates });
+      }
+      updating = false;
+      await clients;
       await server.shutdown();
-      return { ...r, batches: stats.batches, weightUpdates: stats.weightUpdates, policyVersion: stats.policyVersion };
+      return phases;
     };
-    // ABBA order, so drift over the run (thermal, other load) weighs on both sides alike.
-    const runs = [await withUpdates(false), await withUpdates(true), await withUpdates(true), await withUpdates(false)];
-    const mean = (rs: typeof runs) => Math.round(rs.reduce((a, r) => a + r.requestsPerSecond, 0) / rs.length);
-    const noUpdates = runs.filter((r) => r.weightUpdates === 0);
-    const updated = runs.filter((r) => r.weightUpdates > 0);
-    const weightRatio = ratio(mean(updated), mean(noUpdates));
-    const batchesPerUpdate = round(updated.reduce((a, r) => a + r.batches, 0) / Math.max(1, updated.reduce((a, r) => a + r.weightUpdates, 0)), 1);
+    const phases = await weightPhases();
+    const rate = (on: boolean) => {
+      const ps = phases.filter((p) => p.updating === on);
+      return Math.round(ps.reduce((a, p) => a + p.requests, 0) / (ps.reduce((a, p) => a + p.ms, 0) / 1000));
+    };
+    const updatePhases = phases.filter((p) => p.updating);
+    const updatesDone = updatePhases.reduce((a, p) => a + p.weightUpdates, 0);
+    const batchesPerUpdate = round(updatePhases.reduce((a, p) => a + p.batches, 0) / Math.max(1, updatesDone), 1);
+    const weightRatio = ratio(rate(true), rate(false));
     await Promise.all(procs.map((p) => p.stop()));
     const speedup = ratio(batch64.requestsPerSecond, batch1.requestsPerSecond);
     printTable(`inference: ${CLIENT_PROCS * CLIENTS_PER_PROC} clients in ${CLIENT_PROCS} processes over NATS; policy = 1 ms awaited + MLP ${OBS}->${HIDDEN}->${ACT}`, [
@@ -174,9 +185,9 @@ export async function benchInference(): Promise<Record<string, unknown>> {
       ["maxBatchSize 1", `${batch1.requestsPerSecond} req/s, p50 ${batch1.p50Ms} ms, p99 ${batch1.p99Ms} ms, mean batch ${batch1.meanBatchSize}, model p50 ${batch1.p50ModelMs} ms`],
       ["speedup 64 vs 1", `${speedup}x (target >= 4x)`],
     ]);
-    printTable(`inference with weight updates: same clients and policy, maxBatchSize 64, 2 runs each (ABBA)`, [
-      ["no updates", `${mean(noUpdates)} req/s (${noUpdates.map((r) => r.requestsPerSecond).join(", ")})`],
-      [`update every ${UPDATE_EVERY_BATCHES} batches`, `${mean(updated)} req/s (${updated.map((r) => r.requestsPerSecond).join(", ")}), ${updated.reduce((a, r) => a + r.weightUpdates, 0)} updates, ${batchesPerUpdate} batches per update`],
+    printTable(`inference with weight updates: same clients, policy and server (maxBatchSize 64, weightSync), ${WEIGHT_PHASES} phases of ${PHASE_MS} ms in ABBA order`, [
+      ["no updates", `${rate(false)} req/s (receiver polled before every batch, returns nothing)`],
+      [`update every ${UPDATE_EVERY_BATCHES} batches`, `${rate(true)} req/s, ${updatesDone} updates of ${(HIDDEN * OBS + HIDDEN + ACT * HIDDEN + ACT) * 4} bytes, ${batchesPerUpdate} batches per update`],
       ["ratio (target >= 0.95)", `${weightRatio}x`],
     ]);
 
@@ -241,11 +252,12 @@ export async function benchInference(): Promise<Record<string, unknown>> {
       batching: { maxBatchSize64: batch64, maxBatchSize1: batch1, speedup },
       weightUpdates: {
         updateEveryBatches: UPDATE_EVERY_BATCHES,
-        noUpdatesRequestsPerSecond: mean(noUpdates),
-        withUpdatesRequestsPerSecond: mean(updated),
+        noUpdatesRequestsPerSecond: rate(false),
+        withUpdatesRequestsPerSecond: rate(true),
+        weightUpdates: updatesDone,
         batchesPerUpdate,
         ratio: weightRatio,
-        runs,
+        phases,
       },
       overheadSameProcess: {
         inProcess: { usPerSequentialCall: usPerCall(inSeq.callsPerSec), sequential: inSeq, pipelined: inPipe },

@@ -76,3 +76,5 @@ export type { PythonExecutorOptions, SandboxOptions, ExecuteOptions, ExecutionRe
 export { InferenceServer, InProcessTransport, NatsTransport, InferenceEndpoint, registerInference, inferenceClient, stack, unstack } from "./inference/index.ts";
 export type { InferenceTransport, InferenceClient, Drained, SubmitOptions, InferenceServerOptions, InferenceModel, ShutdownOptions, InferenceServerStats, NatsTransportOptions, InProcessTransportOptions, InferenceEndpointInfo, RegistryInferenceClient, InferenceClientOptions, TypedArray, Tensor, TensorValue, TensorRecord, TensorBatch, TensorBatchLike } from "./inference/index.ts";
 export { InferenceShutdownError, InferenceServerLostError, ResultCountError, TensorRecordError, InferenceServerStateError } from "./inference/index.ts";
+export { WeightSyncError } from "./inference/weights.ts";
+export type { WeightSyncReceiver, UpdateModelOptions } from "./inference/weights.ts";

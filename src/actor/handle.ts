@@ -5,6 +5,7 @@ import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
 import { unwrapReply } from "./protocol.ts";
 import { requestCall } from "./send-call.ts";
+import { materialize, streamable } from "../stream/index.ts";
 
 type AnyFn = (...args: any[]) => any;
 type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T] & string;
@@ -14,8 +15,14 @@ type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T]
  * `const ids = await tok.encode("hi")` is `Promise<number[]>` for `encode(s): number[]`.
  */
 export type ServiceHandle<T> = {
-  readonly [K in MethodKeys<T>]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<Awaited<R>> : never;
+  readonly [K in MethodKeys<T>]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Remote<R> : never;
 };
+
+/**
+ * What a remote call returns: a method returning an AsyncIterable (an async generator) streams,
+ * typed as AsyncIterable of its items; anything else is a Promise of its awaited result.
+ */
+export type Remote<R> = [R] extends [never] ? Promise<never> : R extends AsyncIterable<infer Y> ? AsyncIterable<Y> : Promise<Awaited<R>>;
 
 export interface HandleParams {
   conn: BusConnection;
@@ -72,9 +79,11 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     } catch (err) {
       return Promise.reject(err);
     }
-    return requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal }).then(
-      (bytes) => unwrapReply(codec, bytes),
-      explain,
+    return streamable(
+      requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal }).then(
+        (bytes) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs),
+        explain,
+      ),
     );
   };
 

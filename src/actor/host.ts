@@ -11,6 +11,7 @@ import {
   OverloadedError,
   ServiceUnavailableError,
 } from "../errors/index.ts";
+import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
 import { HostedCall } from "./hosted-call.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
 import { callableMethods, OWNER_LIFECYCLE_METHODS } from "./methods.ts";
@@ -129,6 +130,39 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     if (job.signalled) running.delete(job, Math.max(1, job.deadline - Date.now()));
   };
 
+  const streams = new Map<string, HostStream>();
+  let nextStream = 0;
+  const onStreamControl = (msg: Inbound) => {
+    const id = subjects.streamIdOf(msg.subject);
+    if (id !== undefined) streams.get(id)?.onControl(msg.data);
+  };
+
+  /**
+   * The method returned an async iterable: answer with where to pull from, then serve items
+   * within the caller's credit. The call holds its concurrency slot until the stream ends.
+   */
+  const serveStreamed = async (job: HostedCall, iterable: AsyncIterable<unknown>) => {
+    const id = (nextStream++).toString(36);
+    const stream = serveStream({
+      transport,
+      codec,
+      iterable,
+      subject: subjects.stream(p.instanceId, id),
+      signal: job.signal,
+      maxPayload: transport.maxPayload,
+      // The generator's body runs inside next(): give it the call's context there.
+      enter: (fn) => runInCall(job, fn),
+    });
+    streams.set(id, stream);
+    send(job.msg, codec.encode([2, subjects.stream(p.instanceId, id), DEFAULT_WINDOW, Math.max(1, job.deadline - Date.now())]), "call");
+    try {
+      await stream.done;
+    } finally {
+      streams.delete(id);
+      settle(job);
+    }
+  };
+
   const invoke = (job: HostedCall): Promise<unknown> =>
     relay ? relay(job, job.msg.data) : Promise.resolve(target[job.method]!(...job.args!));
 
@@ -154,6 +188,11 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     let failed = false;
     try {
       const value = await runInCall(job, () => invoke(job));
+      if (!relay && isAsyncIterable(value)) {
+        await serveStreamed(job, value);
+        stats.record(performance.now() - t0, false);
+        return;
+      }
       out = relay ? (value as Uint8Array) : encodeOk(codec, value);
       // A relayed reply is bytes: its first element says whether it carries an error.
       failed = relay !== undefined && out[1] === 1;
@@ -314,6 +353,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         // Every host of the subject hears a cancel: only the one holding the call acts on it.
         subs.push(transport.subscribe(subjects.cancel(c.subject), onCancel, cancelGuard));
       }
+      subs.push(transport.subscribe(subjects.streams(p.instanceId), onStreamControl, cancelGuard));
       if (!p.callSubjects) subs.push(transport.subscribe(subjects.control(name), onControl, { ...controlGuard, queue: QUEUE_ACTORS }));
       await transport.flush();
     },
@@ -332,7 +372,11 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         failing = true;
         queue.clear();
         const err = encodeErr(codec, new ServiceUnavailableError(`${name} stopped before the call finished`));
-        for (const job of [...live.values()]) reply(job, err);
+        const stopped = new ServiceUnavailableError(`${name} stopped before the call finished`);
+        for (const job of [...live.values()]) {
+          job.abort(stopped); // ends its stream, if it streams
+          reply(job, err);
+        }
         running.close();
         await transport.flush().catch(() => {});
         if (owned) await dispose(instance);

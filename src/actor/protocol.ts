@@ -1,6 +1,7 @@
 import type { Codec } from "../codec/index.ts";
 import { brief, type Inbound } from "../connection/index.ts";
 import { CodecError, errorFromWire, errorToWire, type WireError } from "../errors/index.ts";
+import { StreamOpening } from "../stream/index.ts";
 
 /**
  * Messages between handles and hosts. Arrays rather than objects: no key strings on the wire.
@@ -10,7 +11,7 @@ import { CodecError, errorFromWire, errorToWire, type WireError } from "../error
  *   reply         [0, result] | [1, WireError]
  *   control       { op: "ping" | "stats" | "stop", graceMs? }  → a reply as above
  */
-export type Reply = [0, unknown] | [1, WireError];
+export type Reply = [0, unknown] | [1, WireError] | [2, string, number, number];
 export type ControlOp = { op: "ping" } | { op: "stats" } | { op: "stop"; graceMs?: number };
 
 export function encodeOk(codec: Codec, value: unknown): Uint8Array {
@@ -51,12 +52,20 @@ export function respondSafely(msg: Inbound, bytes: Uint8Array, codec: Codec, max
   return problem;
 }
 
-/** Decodes a reply: the value, or throws the rebuilt error. */
+/**
+ * Decodes a reply: the value, or throws the rebuilt error. A method that streams answers with
+ * [2, subject, window, remainingMs]: that comes back as a StreamOpening, for the caller to pull.
+ */
 export function unwrapReply<T>(codec: Codec, bytes: Uint8Array): T {
-  const r = codec.decode<Reply>(bytes);
-  if (!Array.isArray(r) || (r[0] !== 0 && r[0] !== 1)) throw new CodecError("malformed reply: expected [0, result] or [1, error]");
-  if (r[0] === 0) return r[1] as T;
-  throw errorFromWire(r[1] as WireError);
+  const r = codec.decode<unknown[]>(bytes);
+  if (Array.isArray(r)) {
+    if (r[0] === 0) return r[1] as T;
+    if (r[0] === 1) throw errorFromWire(r[1] as WireError);
+    if (r[0] === 2 && typeof r[1] === "string" && Number.isInteger(r[2]) && (r[2] as number) > 0 && typeof r[3] === "number" && r[3] > 0) {
+      return new StreamOpening(r[1], r[2] as number, r[3]) as T;
+    }
+  }
+  throw new CodecError("malformed reply: expected [0, result], [1, error] or a stream opening");
 }
 
 /** Identity of one host instance, as ping answers and the registry records it. */

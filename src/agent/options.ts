@@ -65,9 +65,9 @@ export function defaultHostId(): string {
 const GPUS_EXPECTED = 'a count such as 4, or device ids such as "0,2,5,7" or [0, 2, 5, 7]';
 const GPUS_HINT = 'one device by id: "3," or [3]';
 
-/** `gpus` as given: a count, or the ids (checked: whole numbers >= 0, each once). */
 const gpuCount = int({ min: 0, max: 1024, hint: "the number of GPUs this host offers (0 for none)" });
 
+/** `gpus` as given: a count, or the ids (whole numbers >= 0, each once: a repeat is a typo). */
 const gpusCheck: Check<number | number[]> = (v, key, where) => {
   if (typeof v === "number") return gpuCount(v, key, where);
   let ids: unknown[] | undefined;
@@ -127,7 +127,7 @@ export function resolveGpuIds(gpus: number | number[] | undefined, env: NodeJS.P
   if (gpus > visible.length) {
     throw new InvalidOptionsError(
       `agent options: gpus is ${gpus}, but this process's CUDA_VISIBLE_DEVICES exposes ${visible.length} device(s) (${visible.join(",") || "none"}); ` +
-        `offer at most ${visible.length}, or name the devices: --gpus ${visible.join(",") || "0"}${visible.length === 1 ? "," : ""}`,
+        `offer at most ${visible.length}${visible.length ? `, or name the devices: --gpus ${visible.join(",")}${visible.length === 1 ? "," : ""}` : ""}`,
       { details: { option: "gpus", visible } },
     );
   }

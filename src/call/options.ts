@@ -10,6 +10,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Strings the host sees as `currentCall().metadata` (at most 32 keys, 4 KiB). */
   metadata?: Record<string, string>;
+  /** Streams: the longest wait for one item (the deadline bounds the whole stream). */
+  idleTimeoutMs?: number;
 }
 
 const isSignal = (v: unknown) => typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" && typeof (v as AbortSignal).addEventListener === "function";
@@ -20,6 +22,7 @@ export const callOptions = defineOptions(
     timeoutMs: durationMs({ min: 1, hint: "the deadline of each call, in milliseconds" }),
     signal: custom<AbortSignal>(isSignal, "an AbortSignal", "pass controller.signal of an AbortController"),
     metadata: (v, _key, where) => checkMetadata(v, where),
+    idleTimeoutMs: durationMs({ min: 1, hint: "the longest wait for one item of a stream" }),
   } satisfies SpecFor<CallOptions>,
   {},
   { example: "{ timeoutMs: 500, signal: controller.signal, metadata: { tenant: \"a\" } }" },
@@ -34,6 +37,7 @@ export function mergeCallOptions(a: ResolvedCallOptions | undefined, b: Resolved
     timeoutMs: b.timeoutMs ?? a.timeoutMs,
     signal: b.signal ?? a.signal,
     metadata: b.metadata ?? a.metadata,
+    idleTimeoutMs: b.idleTimeoutMs ?? a.idleTimeoutMs,
   };
 }
 

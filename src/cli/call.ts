@@ -1,4 +1,5 @@
 import { getServices } from "../registry/index.ts";
+import { isAsyncIterable } from "../stream/index.ts";
 import { handleOptions } from "../registry/handle-options.ts";
 import { connectionFrom, numericFlag, parse, UsageError } from "./args.ts";
 
@@ -22,8 +23,15 @@ export async function callCommand(argv: string[]): Promise<string> {
   try {
     const handle = (await services.get(service, { timeoutMs })) as Record<string, (...a: unknown[]) => Promise<unknown>>;
     const result = await handle[method]!(...args);
-    return JSON.stringify(result, (_k, v) => (typeof v === "bigint" ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v), 2);
+    if (isAsyncIterable(result)) {
+      // A streaming method: one JSON line per item, as it comes.
+      for await (const item of result) process.stdout.write(`${JSON.stringify(item, jsonable)}\n`);
+      return "";
+    }
+    return JSON.stringify(result, jsonable, 2);
   } finally {
     await services.close();
   }
 }
+
+const jsonable = (_k: string, v: unknown) => (typeof v === "bigint" ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v);

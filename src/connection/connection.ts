@@ -1,11 +1,11 @@
-import { PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
 import { authOf, connectionOptions, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
 import { bounded } from "./bounded.ts";
 import { connectNats } from "./nats-connect.ts";
-import { createRequestMux } from "./request-mux.ts";
+import { createRequestMux, inboxPrefixOf } from "./request-mux.ts";
 import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
 
 /**
@@ -145,6 +145,7 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
       return { unsubscribe: () => sub.unsubscribe() };
     },
     flush: () => nc.flush(),
+    newInbox: () => createInbox(inboxPrefixOf(nc)),
   };
 
   const info = nc.info;

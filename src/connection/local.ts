@@ -63,6 +63,7 @@ export function createLocalBus(): LocalBus {
     const to = receivers(subject);
     for (const s of to) {
       const msg: Inbound = {
+        subject,
         data,
         headers,
         reply: reply ? "local" : undefined,
@@ -125,6 +126,7 @@ export function createLocalBus(): LocalBus {
       return { unsubscribe: () => void subs.delete(s) };
     },
     flush: () => Promise.resolve(),
+    newInbox: () => `_INBOX.local.${nextReply++}`,
   };
   return { transport, buckets: new Map() };
 }
@@ -147,6 +149,7 @@ export function localConnection(bus: LocalBus): BusConnection {
     publish: (s, d) => bus.transport.publish(s, d),
     subscribe: (s, h, o) => bus.transport.subscribe(s, h, o),
     flush: () => bus.transport.flush(),
+    newInbox: () => bus.transport.newInbox(),
   };
   return {
     backend: "local",

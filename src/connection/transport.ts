@@ -10,6 +10,7 @@ export interface InboundHeaders {
 }
 
 export interface Inbound {
+  readonly subject: string;
   readonly data: Uint8Array;
   readonly reply?: string;
   /** Parsed on first access (nats.js); may throw on a malformed header block. */
@@ -65,6 +66,8 @@ export interface Transport {
   subscribe(subject: string, handler: (msg: Inbound) => void, opts?: SubscribeOptions): Subscription;
   /** Resolves once the server has seen everything sent so far (subscriptions included). */
   flush(): Promise<void>;
+  /** A fresh reply subject under this connection's inbox prefix (streams pull to one). */
+  newInbox(): string;
 }
 
 /** The error a request rejects with when its signal aborts. */

@@ -28,7 +28,10 @@ export interface GetServicesOptions extends ConnectionOptions {
    * entry as stale and remove it (longer than a client reconnect; default 1500).
    */
   staleAfterMs?: number;
-  /** JetStream replicas of the registry bucket; "auto" (default): 3 on a cluster, else 1. */
+  /**
+   * JetStream replicas of the registry bucket; "auto" (default): 3 on a cluster of 3 or more
+   * servers, else 1.
+   */
   registryReplicas?: number | "auto";
   /** This process's identity as a host (shown by `actorbus ls`); default: the hostname. */
   hostId?: string;
@@ -96,7 +99,13 @@ export async function getServices(given: GetServicesOptions = {}): Promise<Servi
     conn = options.connection ?? (await connectBus(connectionOptions.pick(options)));
     ownsConnection = !options.connection;
     try {
-      store = await openKvStore(conn.nc!, subjects.bucket, { replicas: options.registryReplicas, clustered: conn.clustered });
+      // The servers a cluster advertises are what "auto" replication can count on placing.
+      const advertised = conn.nc!.info?.connect_urls?.length;
+      store = await openKvStore(conn.nc!, subjects.bucket, {
+        replicas: options.registryReplicas,
+        clustered: conn.clustered,
+        clusterSize: conn.clustered && advertised ? advertised : conn.clustered ? undefined : 1,
+      });
     } catch (err) {
       if (ownsConnection) await conn.close();
       throw err;

@@ -15,7 +15,7 @@ import {
   type InstanceInfo,
   type ServiceHandle,
 } from "../actor/index.ts";
-import type { BusConnection, Logger, Subscription } from "../connection/index.ts";
+import { brief, type BusConnection, type Logger, type Subscription } from "../connection/index.ts";
 import {
   ClosedError,
   InvalidOptionsError,
@@ -115,12 +115,80 @@ export function createRegistry(p: RegistryParams): Services {
   const registeredNames = async () =>
     (await store.keys(subjects.serviceKeyFilter())).map((k) => subjects.serviceFromKey(k)!).filter(Boolean).sort();
 
-  const notFound = async (name: string): Promise<ServiceNotFoundError> => {
-    const names = await registeredNames().catch(() => [] as string[]);
-    return new ServiceNotFoundError(
-      `service "${name}" is not registered in namespace "${ns}"; registered: ${names.length ? names.join(", ") : "(none)"}`,
-      { details: { service: name, namespace: ns, registered: names } },
-    );
+  /** `names`: what is registered, or why that could not be read (the list is only a hint). */
+  const notFoundError = (name: string, names: string[] | { failed: string }): ServiceNotFoundError => {
+    const listed = Array.isArray(names) ? (names.length ? names.join(", ") : "(none)") : `(could not list them: ${names.failed})`;
+    return new ServiceNotFoundError(`service "${name}" is not registered in namespace "${ns}"; registered: ${listed}`, {
+      details: { service: name, namespace: ns, ...(Array.isArray(names) ? { registered: names } : {}) },
+    });
+  };
+
+  // The record's absence is the registry's answer; a failure to list the other names must not
+  // pass for an empty registry.
+  const notFound = async (name: string): Promise<ServiceNotFoundError> =>
+    notFoundError(name, await registeredNames().catch((err: unknown) => ({ failed: brief(err, 120) })));
+
+  type Lookup = { kind: "registered" } | { kind: "absent"; names: Promise<string[] | { failed: string }> } | { kind: "failed"; cause: unknown };
+  /**
+   * What a no-responders reply's explanation learned, per name, shared by every handle of this
+   * registry: a storm of failed calls (a service restarting under load) makes one registry read
+   * per name at a time, and its answer serves the calls of the next EXPLAIN_TTL_MS as well.
+   */
+  const lookups = new Map<string, { outcome: Promise<Lookup>; settledAt?: number }>();
+  const EXPLAIN_TTL_MS = 250;
+
+  const lookup = (name: string): Promise<Lookup> => {
+    const known = lookups.get(name);
+    if (known && (known.settledAt === undefined || Date.now() - known.settledAt <= EXPLAIN_TTL_MS)) return known.outcome;
+    const entry: { outcome: Promise<Lookup>; settledAt?: number } = {
+      outcome: (async (): Promise<Lookup> => {
+        try {
+          if (await readRecord(name)) return { kind: "registered" };
+        } catch (cause) {
+          return { kind: "failed", cause };
+        }
+        const names = registeredNames().catch((err: unknown) => ({ failed: brief(err, 120) }));
+        return { kind: "absent", names };
+      })(),
+    };
+    lookups.set(name, entry);
+    void entry.outcome.then(() => {
+      entry.settledAt = Date.now();
+      setTimeout(() => lookups.get(name) === entry && lookups.delete(name), EXPLAIN_TTL_MS + 1).unref?.();
+    });
+    return entry.outcome;
+  };
+
+  /** `p`'s value, or undefined once `deadline` (epoch ms) passes. */
+  const byDeadline = async <V>(p: Promise<V>, deadline: number): Promise<V | undefined> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([p, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  /**
+   * Turns "nobody listens on the service's subject" into the most useful error, within what is
+   * left of the call's deadline: ServiceNotFoundError only when the registry answers that the
+   * name is absent; a registry that fails or is too slow to answer leaves the call retryable.
+   */
+  const explainUnavailable = async (name: string, err: ServiceUnavailableError, deadline: number): Promise<ActorBusError> => {
+    const subject = typeof err.details.subject === "string" ? err.details.subject : subjects.call(name);
+    const details = { service: name, namespace: ns, subject };
+    const budget = Math.max(0, Math.round(deadline - Date.now()));
+    const outcome = await byDeadline(lookup(name), deadline);
+    if (outcome === undefined) {
+      const cause = new ServiceUnavailableError(`the registry of namespace "${ns}" did not answer within ${budget} ms`, { details });
+      return new ServiceUnavailableError(`no actor is listening on ${subject}, and the registry could not say within the call's deadline whether "${name}" is registered (it is slow or without a JetStream leader); retry`, { cause, details });
+    }
+    if (outcome.kind === "registered") return err;
+    if (outcome.kind === "absent") return notFoundError(name, (await byDeadline(outcome.names, deadline)) ?? { failed: "no answer within the call's deadline" });
+    return new ServiceUnavailableError(`no actor is listening on ${subject}, and the registry cannot say whether "${name}" is registered (${brief(outcome.cause, 200)}); retry`, {
+      cause: outcome.cause,
+      details,
+    });
   };
 
   const makeHandle = <T>(name: string, timeoutMs: number): ServiceHandle<T> =>
@@ -129,11 +197,9 @@ export function createRegistry(p: RegistryParams): Services {
       subjects,
       name,
       timeoutMs,
-      // Only reads the registry: a call must fail by its deadline, not wait out a liveness check.
-      explainUnavailable: async (err: ServiceUnavailableError): Promise<ActorBusError> => {
-        const found = await readRecord(name).catch(() => undefined);
-        return found ? err : await notFound(name);
-      },
+      // Only reads the registry, bounded by the call's deadline (the handle may pass it; a
+      // no-responders reply comes back at once, so the whole deadline is left otherwise).
+      explainUnavailable: (err: ServiceUnavailableError, deadline?: number) => explainUnavailable(name, err, deadline ?? Date.now() + timeoutMs),
     });
 
   const describeInstance = (name: string, instanceId: string): InstanceInfo => ({

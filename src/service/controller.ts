@@ -1,6 +1,7 @@
 import { nuid } from "@nats-io/transport-node";
 import { declaredMethods, encodeOk, requestCall, unwrapReply, type HostedCall, type OutgoingCall } from "../actor/index.ts";
 import { callSettings, createCallIds, type ResolvedCallOptions } from "../call/index.ts";
+import { materialize } from "../stream/index.ts";
 import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
 import { abortError, type Inbound, type Subscription } from "../connection/index.ts";
 import {
@@ -66,6 +67,7 @@ interface Outgoing extends OutgoingCall {
   metadata: Readonly<Record<string, string>>;
   /** Relayed from the registry face: the reply goes back as bytes. */
   raw: boolean;
+  idleTimeoutMs: number | undefined;
 }
 
 /**
@@ -426,6 +428,12 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     }
   };
 
+  /** A streaming method's opening becomes the caller's pulling iterator (relays pass it on as bytes). */
+  const succeeded = (out: Outgoing, t0: number, v: unknown): unknown => {
+    recordMethod(out.method, t0);
+    return out.raw ? v : materialize(v, transport, codec, `${name}.${out.method}`, out.signal, out.idleTimeoutMs);
+  };
+
   /**
    * After a crash of the replica that had the call: another attempt, or the caller's error.
    * A retry never starts once the caller's deadline has passed or its signal fired.
@@ -453,7 +461,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       throw err;
     }
     return sendTo(r, out, opts?.ranks === true).then(
-      (v) => (recordMethod(out.method, t0), v),
+      (v) => succeeded(out, t0, v),
       (err) => afterFailure(err, r, out, opts, t0, retries),
     );
   };
@@ -473,6 +481,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       metadata: opts?.call?.metadata ?? NO_METADATA,
       signal: st.signal,
       raw: false,
+      idleTimeoutMs: opts?.call?.idleTimeoutMs,
     };
   };
 
@@ -490,6 +499,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     metadata: job.metadata,
     signal: job.signal,
     raw: true,
+    idleTimeoutMs: undefined,
   });
 
   // The common case (a healthy replica with room, no session, a built-in router) stays
@@ -500,7 +510,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     const r = opts?.session || router.readsCall ? undefined : pick(out);
     if (!r) return attempt(out, opts, t0, 0);
     return sendTo(r, out, opts?.ranks === true).then(
-      (v) => (recordMethod(out.method, t0), v),
+      (v) => succeeded(out, t0, v),
       (err) => afterFailure(err, r, out, opts, t0, 0),
     );
   };
@@ -522,9 +532,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     const t0 = performance.now();
     try {
       const bytes = await requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, out);
-      const v = out.raw ? bytes : unwrapReply<unknown>(codec, bytes);
-      recordMethod(out.method, t0);
-      return v;
+      return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, bytes));
     } catch (err) {
       recordMethod(out.method, t0, err);
       throw err;

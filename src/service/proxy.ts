@@ -1,5 +1,6 @@
 import type { ServiceHandle } from "../actor/index.ts";
 import { mergeCallOptions, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
+import { streamable } from "../stream/index.ts";
 import { bool, defineOptions, type SpecFor } from "../options/index.ts";
 import type { ServiceController, SessionState } from "./controller.ts";
 import type { ServiceProxy, SessionHandle, SessionOptions } from "./types.ts";
@@ -33,7 +34,7 @@ export function sessionInfo(value: unknown): SessionInfo | undefined {
 /** `svc.method(...)`, `.route`, `.fanout`, `.ranks`; each form also takes withOptions(). */
 function endpoint(c: ServiceController, method: string, call?: ResolvedCallOptions) {
   const opts = call ? { call } : undefined;
-  const fn = (...args: unknown[]) => c.call(method, args, opts);
+  const fn = (...args: unknown[]) => streamable(c.call(method, args, opts));
   const fanout = (...args: unknown[]) => c.fanout(method, args, opts);
   const ranks = (...args: unknown[]) => c.call(method, args, { ...opts, ranks: true });
   const rebind = (more: ResolvedCallOptions) => endpoint(c, method, mergeCallOptions(call, more));
@@ -53,7 +54,7 @@ function sessionHandle<T>(c: ServiceController, s: SessionState, call?: Resolved
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Session(${c.namespace}/${c.name} ${s.id})`;
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
       let fn = cache.get(prop);
-      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => c.call(prop, args, { session: s, call })));
+      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => streamable(c.call(prop, args, { session: s, call }))));
       return fn;
     },
     set: () => false,

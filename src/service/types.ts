@@ -1,4 +1,4 @@
-import type { ServiceHandle } from "../actor/index.ts";
+import type { Remote, ServiceHandle } from "../actor/index.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
 import type { ReplicaPlacement } from "./placement.ts";
 
@@ -10,9 +10,9 @@ export const RESERVED_NAMES = ["shutdown", "session", "status", "endpoint"] as c
 export type ReservedName = (typeof RESERVED_NAMES)[number];
 
 /** One method of a service: calling it routes to one healthy replica. */
-export type Endpoint<A extends unknown[], R> = ((...args: A) => Promise<Awaited<R>>) & {
+export type Endpoint<A extends unknown[], R> = ((...args: A) => Remote<R>) & {
   /** Same as calling the endpoint: one replica, chosen by the router. */
-  route(...args: A): Promise<Awaited<R>>;
+  route(...args: A): Remote<R>;
   /** Every healthy replica once; results in replica order. */
   fanout(...args: A): Promise<Awaited<R>[]>;
   /** One replica, every rank of it (procs > 1); results in rank order. */

@@ -16,6 +16,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.ctrl.<service>         a replicated service's controller: status requests
  *   ab.<ns>.evt.<controllerId>     replica process lifecycle events (exits) sent to one controller
  *   ab.<ns>.cancel.<call subject>  cancellations of calls sent to <call subject> (every host hears)
+ *   ab.<ns>.stream.<instanceId>.<id>  a caller's pulls and cancel of one stream served by an instance
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
  */
 export interface Subjects {
@@ -38,6 +39,12 @@ export interface Subjects {
    * replica subjects). Not a queue group: the caller cannot know which host took the call.
    */
   cancel(callSubject: string): string;
+  /** Where the caller of one stream pulls items from the instance serving it. */
+  stream(instanceId: string, streamId: string): string;
+  /** Every stream of one instance (the instance subscribes once). */
+  streams(instanceId: string): string;
+  /** Inverse of stream(): the stream id, or undefined. */
+  streamIdOf(subject: string): string | undefined;
   /** Wildcard that matches every subject of the namespace (for permissions and fuzzing). */
   all(): string;
   serviceKey(service: string): string;
@@ -75,6 +82,12 @@ export function subjectsFor(namespace: string): Subjects {
     cancel: (callSubject) => {
       if (!callSubject.startsWith(`${prefix}.`)) throw new Error(`${callSubject} is not a subject of namespace ${ns}`);
       return `${prefix}.cancel.${callSubject.slice(prefix.length + 1)}`;
+    },
+    stream: (id, streamId) => `${prefix}.stream.${id}.${streamId}`,
+    streams: (id) => `${prefix}.stream.${id}.*`,
+    streamIdOf: (subject) => {
+      const dot = subject.lastIndexOf(".");
+      return subject.startsWith(`${prefix}.stream.`) && dot > 0 ? subject.slice(dot + 1) : undefined;
     },
     all: () => `${prefix}.>`,
     serviceKey: (s) => `${SERVICE_KEY_PREFIX}${validateName("service", s)}`,

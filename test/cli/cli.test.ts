@@ -30,6 +30,18 @@ describe("actorbus CLI", function () {
     await services.close();
   });
 
+  it("call prints a streaming method's items as they come, one JSON line each", async () => {
+    await services.register("gen", class {
+      async *tokens(prefix: string, n: number) {
+        for (let i = 0; i < n; i++) yield { token: `${prefix}${i}` };
+      }
+    });
+    const { code, stdout } = await run("call", "gen", "tokens", '["t", 3]', "--namespace", ns);
+    expect(code).to.equal(0);
+    expect(stdout.trim().split("\n").map((l) => JSON.parse(l))).to.deep.equal([{ token: "t0" }, { token: "t1" }, { token: "t2" }]);
+    await services.remove("gen");
+  });
+
   it("ls shows services with host, calls and errors", async () => {
     const h = await services.get<CounterService>("counter");
     await h.increment();
