@@ -33,8 +33,8 @@ const SEQ = 3_000;
 const PIPE = 30_000;
 const IN_FLIGHT = 64;
 const UPDATE_EVERY_BATCHES = 100;
-const WEIGHT_PHASES = 16;
-const PHASE_MS = 1_000;
+const WEIGHT_PHASES = 32;
+const PHASE_MS = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

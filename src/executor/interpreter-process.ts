@@ -28,6 +28,8 @@ export interface Captured {
 export type Outcome =
   | { kind: "ok"; result: RunnerResult }
   | ({ kind: "timeout" } & Captured)
+  /** The caller cancelled: killed like a timeout, and the caller gets CancelledError. */
+  | ({ kind: "cancelled" } & Captured)
   /** The process died mid-call (os._exit, segfault, rlimit signal) or broke the protocol. */
   | ({ kind: "died"; code: number | null; signal: NodeJS.Signals | null; reason?: string } & Captured);
 
@@ -38,6 +40,8 @@ export interface ExecRequest {
   /** Session keys to forget first (evicted or reset sessions). */
   drop: string[];
   timeoutMs: number;
+  /** The call was cancelled: the execution is killed as at a timeout (resolves "cancelled"). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -235,18 +239,25 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
       const id = nextId++;
       const cpuSeconds = opts.sandbox.enabled ? (opts.sandbox.cpuSeconds ?? Math.ceil(req.timeoutMs / 1000) + 1) : null;
       return new Promise<Outcome>((resolve) => {
-        const timer = setTimeout(() => {
+        // Python cannot be interrupted safely mid-statement: a timeout or a cancel kills the
+        // process group, and the pool replaces the interpreter.
+        const cut = (kind: "timeout" | "cancelled") => {
           if (inflight?.id !== id) return;
           // Take the call back first so the exit handler does not report it as a crash.
           const f = inflight;
           inflight = undefined;
+          clearTimeout(f.timer);
+          req.signal?.removeEventListener("abort", onAbort);
           killGroup();
           readCaptured().then(
-            (c) => f.resolve({ kind: "timeout", ...c }),
-            () => f.resolve({ kind: "timeout", stdout: "", stderr: "", truncated: false }),
+            (c) => f.resolve({ kind, ...c }),
+            () => f.resolve({ kind, stdout: "", stderr: "", truncated: false }),
           );
-        }, req.timeoutMs);
-        inflight = { id, resolve, timer };
+        };
+        const onAbort = () => cut("cancelled");
+        const timer = setTimeout(() => cut("timeout"), req.timeoutMs);
+        req.signal?.addEventListener("abort", onAbort, { once: true });
+        inflight = { id, resolve: (o: Outcome) => (req.signal?.removeEventListener("abort", onAbort), resolve(o)), timer };
         chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
       });
     },

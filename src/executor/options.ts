@@ -1,3 +1,4 @@
+import { activeCall } from "../call/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { bool, defineOptions, durationMs, int, str, stringRecord, type SpecFor } from "../options/index.ts";
 
@@ -165,11 +166,13 @@ const executeOptions = defineOptions(
   { example: '{ sessionId: "env-1" }' },
 );
 
-export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number } {
+export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number; signal: AbortSignal | undefined } {
   const e = executeOptions.parse(o);
   const timeoutMs = e.timeoutMs ?? opts.timeoutMs;
   if (timeoutMs > opts.maxTimeoutMs) {
     throw new InvalidOptionsError(`${executeOptions.where}: timeoutMs ${timeoutMs} is above the service's maxTimeoutMs ${opts.maxTimeoutMs}; ask for less or raise maxTimeoutMs`, { details: { option: "timeoutMs" } });
   }
-  return { sessionId: e.sessionId, timeoutMs };
+  // Served as a call (the registry, a service): the caller's cancel or deadline kills the
+  // execution, as a timeout does.
+  return { sessionId: e.sessionId, timeoutMs, signal: activeCall()?.signal };
 }

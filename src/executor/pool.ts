@@ -2,7 +2,7 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ClosedError, OverloadedError } from "../errors/index.ts";
+import { CancelledError, ClosedError, OverloadedError } from "../errors/index.ts";
 import { InterpreterStartError } from "./errors.ts";
 import { startInterpreter, type InterpreterProcess, type Outcome } from "./interpreter-process.ts";
 import { resolveExecuteOptions, type ExecuteOptions, type ResolvedExecutorOptions } from "./options.ts";
@@ -89,6 +89,7 @@ interface Job {
   code: string;
   sessionId: string | undefined;
   timeoutMs: number;
+  signal: AbortSignal | undefined;
   enqueuedAt: number;
   resetReason?: string;
   waitTimer?: NodeJS.Timeout;
@@ -291,19 +292,29 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     if (queued >= opts.maxPending) return job.reject(overloaded());
     queued++;
     queue.push(job);
-    job.waitTimer = setTimeout(() => {
+    const leave = (err: Error) => {
       const i = queue.indexOf(job);
       if (i < 0) return;
       queue.splice(i, 1);
       queued--;
-      job.reject(new OverloadedError(`no interpreter became free within ${opts.maxQueueWaitMs} ms (maxQueueWaitMs)`, { details: { maxQueueWaitMs: opts.maxQueueWaitMs } }));
-    }, opts.maxQueueWaitMs);
+      clearTimeout(job.waitTimer);
+      job.reject(err);
+    };
+    job.waitTimer = setTimeout(
+      () => leave(new OverloadedError(`no interpreter became free within ${opts.maxQueueWaitMs} ms (maxQueueWaitMs)`, { details: { maxQueueWaitMs: opts.maxQueueWaitMs } })),
+      opts.maxQueueWaitMs,
+    );
+    // A cancelled call leaves the queue at once and never runs.
+    job.signal?.addEventListener("abort", () => leave(cancelledError()), { once: true });
   }
 
-  function submit(code: string, sessionId: string | undefined, timeoutMs: number): Promise<ExecutionResult> {
+  const cancelledError = () => new CancelledError("the execution was cancelled by its caller");
+
+  function submit(code: string, sessionId: string | undefined, timeoutMs: number, signal: AbortSignal | undefined): Promise<ExecutionResult> {
     return new Promise<ExecutionResult>((resolve, reject) => {
-      const job: Job = { code, sessionId, timeoutMs, enqueuedAt: performance.now(), resolve, reject };
+      const job: Job = { code, sessionId, timeoutMs, signal, enqueuedAt: performance.now(), resolve, reject };
       if (fatal ?? broken) return reject(fatal ?? broken);
+      if (signal?.aborted) return reject(cancelledError());
       const rec = sessionId === undefined ? undefined : table.get(sessionId);
       if (rec) {
         table.touch(rec);
@@ -343,7 +354,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     const drop = slot.drop.splice(0);
     const t0 = performance.now();
     const queuedMs = t0 - job.enqueuedAt;
-    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs }).then(
+    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs, signal: job.signal }).then(
       (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs),
       (err: Error) => finish(slot, proc, job, { kind: "died", code: null, signal: null, reason: err.message, stdout: "", stderr: "", truncated: false }, performance.now() - t0, queuedMs),
     );
@@ -357,6 +368,8 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     if (o.kind === "timeout") {
       counters.timeouts++;
       replaced = `a call timed out after ${job.timeoutMs} ms`;
+    } else if (o.kind === "cancelled") {
+      replaced = "a call was cancelled";
     } else if (o.kind === "died") {
       counters.crashes++;
       replaced = o.reason ? `a protocol error (${o.reason})` : `the interpreter ${describeExit(o.code, o.signal)}`;
@@ -374,6 +387,10 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
       slot.startFailures = 0; // it served a call: whatever failed before is over
     }
     const priorReset = job.resetReason;
+    if (o.kind === "cancelled") {
+      job.reject(cancelledError());
+      return dispatch();
+    }
     job.resolve(toResult(o, { timeoutMs: job.timeoutMs, durationMs, queuedMs, interpreter: slot.index, priorReset, replaced }));
     dispatch();
   }
@@ -410,9 +427,9 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     async execute(code, options) {
       if (closed) throw closedError();
       if (typeof code !== "string") throw new TypeError(`code must be a string (got ${typeof code})`);
-      const { sessionId, timeoutMs } = resolveExecuteOptions(options, opts);
+      const { sessionId, timeoutMs, signal } = resolveExecuteOptions(options, opts);
       if (fatal ?? broken) throw fatal ?? broken;
-      if (sessionId === undefined) return submit(code, undefined, timeoutMs);
+      if (sessionId === undefined) return submit(code, undefined, timeoutMs, signal);
       // One call at a time per session, in arrival order: state changes apply in order, and a
       // session never needs two interpreters.
       const prev = tails.get(sessionId);
@@ -430,7 +447,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
           }
           if (closed) throw closedError();
         }
-        return await submit(code, sessionId, timeoutMs);
+        return await submit(code, sessionId, timeoutMs, signal);
       } finally {
         release();
         if (tails.get(sessionId) === mine) tails.delete(sessionId);

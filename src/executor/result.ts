@@ -80,6 +80,7 @@ export function toResult(o: Outcome, ctx: ResultContext): ExecutionResult {
       const stderr = ctx.replaced ? appendLine(r.stderr, `[the interpreter was replaced after ${ctx.replaced}; the session state was reset]`) : r.stderr;
       return { ...base, success: r.ok, stdout: r.stdout, stderr, returncode: r.returncode, timedOut: false, truncated: r.truncated };
     }
+    case "cancelled": // the pool rejects these with CancelledError; kept for a complete record
     case "timeout":
       return {
         ...base,

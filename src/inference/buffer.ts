@@ -9,6 +9,8 @@ export interface BufferedItem<I> {
   readonly receivedAt: number;
   /** performance.now() after which the caller no longer waits for an answer. */
   readonly expiresAt: number;
+  /** The caller cancelled: take() skips it, so it never reaches the model. */
+  cancelled?: boolean;
 }
 
 export class RequestBuffer<T extends BufferedItem<unknown>> {
@@ -39,6 +41,7 @@ export class RequestBuffer<T extends BufferedItem<unknown>> {
     while (out.length < max && this.head < this.items.length) {
       const item = this.items[this.head]!;
       this.items[this.head++] = undefined as unknown as T;
+      if (item.cancelled) continue;
       if (item.expiresAt <= now) {
         this.expired++;
         this.onExpired(item);

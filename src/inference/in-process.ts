@@ -3,7 +3,7 @@ import { CallTimeoutError, OverloadedError } from "../errors/index.ts";
 import { InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { defineOptions, durationMs, int, type SpecFor } from "../options/index.ts";
-import { submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
+import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
 
 export interface InProcessTransportOptions {
@@ -28,6 +28,8 @@ interface Pending<I, O> extends BufferedItem<I> {
   reject(e: unknown): void;
   settled: boolean;
   timeoutMs: number;
+  /** Removes the signal listener once the call settles. */
+  forget?: () => void;
 }
 
 /**
@@ -65,10 +67,22 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
     if (this.buffer.size >= this.maxBuffered) {
       return Promise.reject(new OverloadedError(`inference queue is full (${this.maxBuffered} requests); back off and retry`, { details: { maxBuffered: this.maxBuffered } }));
     }
+    const signal = submitSignal(opts);
+    if (signal?.aborted) return Promise.reject(cancelledError());
     return new Promise<O>((resolve, reject) => {
       const now = performance.now();
       const p: Pending<I, O> = { input, resolve, reject, receivedAt: now, expiresAt: now + timeoutMs, settled: false, timeoutMs };
       this.deadlines.add(p, timeoutMs);
+      if (signal) {
+        const onAbort = () => {
+          if (p.settled) return;
+          // Still queued: it never reaches the model. In a batch already: its result is dropped.
+          p.cancelled = true;
+          this.resolveException(p, cancelledError());
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        p.forget = () => signal.removeEventListener("abort", onAbort);
+      }
       this.buffer.push(p);
     });
   }
@@ -96,6 +110,7 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
     if (p.settled) return;
     p.settled = true;
     this.deadlines.delete(p, p.timeoutMs);
+    p.forget?.();
     p.resolve(result);
   }
 
@@ -104,6 +119,7 @@ export class InProcessTransport<I = unknown, O = unknown> implements InferenceTr
     if (p.settled) return;
     p.settled = true;
     this.deadlines.delete(p, p.timeoutMs);
+    p.forget?.();
     p.reject(error);
   }
 

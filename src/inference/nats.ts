@@ -7,7 +7,7 @@ import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { defineOptions, durationMs, int, str, type SpecFor } from "../options/index.ts";
-import { submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
+import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
 
 export interface NatsTransportOptions {
@@ -119,6 +119,10 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   // server side
   private readonly buffer: RequestBuffer<Held<I>>;
   private readonly heldItems = new Set<Held<I>>();
+  /** Held requests by "<leaseSubject> <seq>": what a client's cancel names. */
+  private readonly heldByKey = new Map<string, Held<I>>();
+  private readonly cancelSubject: string;
+  private cancelSub: Subscription | undefined;
   private serverSub: { drain(): Promise<void> } | undefined;
   private listening = false;
   private renewTimer: NodeJS.Timeout | undefined;
@@ -132,6 +136,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const subjects = subjectsFor(o.namespace as string);
     this.namespace = subjects.namespace;
     this.subject = subjects.inference(o.name as string);
+    this.cancelSubject = subjects.inferenceCancel(o.name as string);
     this.name = o.name as string;
     this.timeoutMs = o.timeoutMs;
     this.maxBuffered = o.maxBuffered;
@@ -155,6 +160,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     } catch (err) {
       return Promise.reject(err);
     }
+    const signal = submitSignal(opts);
+    if (signal?.aborted) return Promise.reject(cancelledError());
     const leaseSubject = this.ensureLeaseSubscription();
     const seq = this.nextSeq++;
     let bytes: Uint8Array;
@@ -167,7 +174,19 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       const p: ClientPending = { resolve: resolve as (v: unknown) => void, reject, leaseUntil: performance.now() + this.leaseMs };
       this.pending.set(seq, p);
       this.armLeaseCheck();
-      this.conn.transport.request(this.subject, bytes, timeoutMs).then(
+      let forget: (() => void) | undefined;
+      if (signal) {
+        const onAbort = () => {
+          if (this.pending.get(seq) !== p) return;
+          this.pending.delete(seq);
+          // Whichever server holds it drops it from its queue (or ignores it mid-batch).
+          this.conn.transport.publish(this.cancelSubject, this.conn.codec.encode([leaseSubject, seq]));
+          reject(cancelledError());
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        forget = () => signal.removeEventListener("abort", onAbort);
+      }
+      this.conn.transport.request(this.subject, bytes, timeoutMs, signal ? { signal } : undefined).finally(() => forget?.()).then(
         (reply) => {
           if (this.pending.get(seq) !== p) return; // already failed by the lease check
           this.pending.delete(seq);
@@ -289,8 +308,26 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       const sub = this.conn.transport.subscribe(this.subject, onRequest, { queue: QUEUE_INFERENCE, onError });
       this.serverSub = { drain: async () => sub.unsubscribe() };
     }
+    this.cancelSub = this.conn.transport.subscribe(this.cancelSubject, (msg) => this.onCancel(msg), {
+      onError: (_m, err) => this.log.warn("inference cancel handler failed", { subject: this.cancelSubject, reason: brief(err) }),
+    });
     this.removeCloseHook = this.conn.onClose(() => this.onConnectionClose());
     await this.conn.transport.flush();
+  }
+
+  /** A client cancelled: a queued request never reaches the model; one in a batch gets no reply. */
+  private onCancel(msg: Inbound): void {
+    let key: unknown;
+    try {
+      key = this.conn.codec.decode(msg.data);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(key) || typeof key[0] !== "string" || typeof key[1] !== "number") return;
+    const h = this.heldByKey.get(`${key[0]} ${key[1]}`);
+    if (!h || h.settled) return;
+    h.cancelled = true;
+    this.release(h);
   }
 
   async stopListening(): Promise<void> {
@@ -300,6 +337,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.removeCloseHook = undefined;
     const sub = this.serverSub;
     this.serverSub = undefined;
+    this.cancelSub?.unsubscribe();
+    this.cancelSub = undefined;
     await sub?.drain();
     this.log.flush();
   }
@@ -412,6 +451,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       settled: false,
     };
     this.heldItems.add(h);
+    this.heldByKey.set(`${h.leaseSubject} ${h.seq}`, h);
     this.buffer.push(h);
     this.armRenew();
   }
@@ -434,6 +474,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private release(h: Held<I>): void {
     h.settled = true;
     this.heldItems.delete(h);
+    this.heldByKey.delete(`${h.leaseSubject} ${h.seq}`);
     if (this.heldItems.size === 0 && this.heldEmptyWaiters.length > 0) {
       const ws = this.heldEmptyWaiters;
       this.heldEmptyWaiters = [];

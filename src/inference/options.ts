@@ -1,4 +1,6 @@
-import { defineOptions, durationMs, type SpecFor } from "../options/index.ts";
+import { activeCall } from "../call/index.ts";
+import { CancelledError } from "../errors/index.ts";
+import { custom, defineOptions, durationMs, type SpecFor } from "../options/index.ts";
 import type { SubmitOptions } from "./transport.ts";
 
 /** Deadlines and buffering common to both transports. */
@@ -11,9 +13,26 @@ export const TRANSPORT_DEFAULTS = Object.freeze({
 const callDeadline = durationMs({ min: 1, hint: "the deadline of one inference call" });
 
 /** Per-call options of submit()/call(); the transport's timeoutMs applies when none is given. */
-export const submitOptions = defineOptions("submit options", { timeoutMs: callDeadline } satisfies SpecFor<SubmitOptions>, {}, { example: "{ timeoutMs: 5_000 }" });
+const isSignal = (v: unknown) => typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" && typeof (v as AbortSignal).addEventListener === "function";
+
+export const submitOptions = defineOptions(
+  "submit options",
+  { timeoutMs: callDeadline, signal: custom<AbortSignal>(isSignal, "an AbortSignal", "pass controller.signal of an AbortController") } satisfies SpecFor<SubmitOptions>,
+  {},
+  { example: "{ timeoutMs: 5_000 }" },
+);
 
 /** The call's deadline: checked like every deadline, so none outlives its timer. Hot path: no options, no work. */
 export function submitTimeoutMs(opts: SubmitOptions | undefined, fallback: number): number {
   return opts === undefined ? fallback : (submitOptions.parse(opts).timeoutMs ?? fallback);
 }
+
+/**
+ * The call's signal: its own, else that of the call being served here (an actor method calling
+ * the model is cancelled with its caller).
+ */
+export function submitSignal(opts: SubmitOptions | undefined): AbortSignal | undefined {
+  return opts?.signal ?? activeCall()?.signal;
+}
+
+export const cancelledError = () => new CancelledError("the inference call was cancelled by its caller");

@@ -347,22 +347,45 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     }
   }
 
-  /** One non-blocking look for new weights, with the model held; failures keep the old weights. */
-  private async pollWeights(ws: WeightSyncReceiver<InferenceModel<B, R>>): Promise<void> {
+  /**
+   * One non-blocking look for new weights, with the model held; failures keep the old weights.
+   * Undefined when nothing arrived synchronously: the loop then takes no await (most polls).
+   */
+  private pollWeights(ws: WeightSyncReceiver<InferenceModel<B, R>>): Promise<void> | undefined {
+    let weights: unknown;
+    try {
+      weights = ws.receive();
+    } catch (err) {
+      this.weightSyncFailed("receive()", err);
+      return undefined;
+    }
+    if (weights === undefined || weights === null) {
+      this.weightSyncError = undefined;
+      return undefined;
+    }
+    return this.takeWeights(weights);
+  }
+
+  private async takeWeights(received: unknown): Promise<void> {
     let step = "receive()";
     try {
-      let weights = ws.receive();
-      if (typeof (weights as PromiseLike<unknown> | undefined)?.then === "function") weights = await weights;
-      if (weights !== undefined && weights !== null) {
-        step = "applyWeights()";
-        if (this.applyWeights) await this.applyWeights(this.model, weights);
-        this.markWeightUpdate();
+      const weights = typeof (received as PromiseLike<unknown>).then === "function" ? await received : received;
+      if (weights === undefined || weights === null) {
+        this.weightSyncError = undefined;
+        return;
       }
+      step = "applyWeights()";
+      if (this.applyWeights) await this.applyWeights(this.model, weights);
+      this.markWeightUpdate();
       this.weightSyncError = undefined;
     } catch (err) {
-      this.weightSyncError = weightSyncFailure(step, err, false);
-      this.recorder.weightSyncError();
+      this.weightSyncFailed(step, err);
     }
+  }
+
+  private weightSyncFailed(step: string, err: unknown): void {
+    this.weightSyncError = weightSyncFailure(step, err, false);
+    this.recorder.weightSyncError();
   }
 
   private markWeightUpdate(): void {
@@ -379,7 +402,8 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
         const wait = this.gate.acquire();
         if (wait) await wait;
         try {
-          await this.pollWeights(ws);
+          const applying = this.pollWeights(ws);
+          if (applying) await applying;
         } finally {
           this.gate.release();
         }

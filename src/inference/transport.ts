@@ -15,6 +15,11 @@ export interface Drained<I> {
 export interface SubmitOptions {
   /** Deadline of this call; defaults to the transport's `timeoutMs`. */
   timeoutMs?: number;
+  /**
+   * Aborting rejects the call at once with CancelledError; a request not yet in a batch is
+   * dropped from the server's queue and never reaches the model.
+   */
+  signal?: AbortSignal;
 }
 
 export interface InferenceTransport<I = unknown, O = unknown> {

@@ -10,6 +10,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.inst.<instanceId>      one host instance: ping, stats, stop
  *   ab.<ns>.inf.<name>             inference requests (queue group "inference")
  *   ab.<ns>.inf.<name>.lease.<id>  lease renewals from inference servers to one client
+ *   ab.<ns>.inf.<name>.cancel      [leaseSubject, seq]: a client cancels a request it sent
  *   ab.<ns>.agent.<hostId>         a host agent's control subject (spawn, stop, list)
  *   ab.<ns>.replica.<id>.<rank>    one process of a replica (service routing, issue 3)
  *   ab.<ns>.rq.<service>           replicas of a service in queue group "replicas" (queue-group routing)
@@ -29,6 +30,8 @@ export interface Subjects {
   inference(name: string): string;
   /** Where inference servers renew the leases of one client's held requests. */
   inferenceLease(name: string, clientId: string): string;
+  /** Where clients cancel requests they sent to an inference server (every server hears). */
+  inferenceCancel(name: string): string;
   agent(hostId: string): string;
   replica(replicaId: string, rank: number): string;
   replicaQueue(service: string): string;
@@ -74,6 +77,7 @@ export function subjectsFor(namespace: string): Subjects {
     instance: (id) => `${prefix}.inst.${id}`,
     inference: (n) => `${prefix}.inf.${validateName("inference server", n)}`,
     inferenceLease: (n, id) => `${prefix}.inf.${validateName("inference server", n)}.lease.${validateName("client id", id)}`,
+    inferenceCancel: (n) => `${prefix}.inf.${validateName("inference server", n)}.cancel`,
     agent: (h) => `${prefix}.agent.${validateName("host id", h)}`,
     replica: (id, rank) => `${prefix}.replica.${id}.${rank}`,
     replicaQueue: (s) => `${prefix}.rq.${validateName("service", s)}`,
