@@ -16,7 +16,7 @@ const IN_FLIGHT = 256;
 export async function benchCore(): Promise<Record<string, unknown>> {
   const server = await startNatsServer();
   const payload = { text: "hello world", ids: [1, 2, 3, 4, 5, 6, 7, 8], step: 42 };
-  const bytes = createCodec().encode(["echo", [payload], 30_000]); // what an actorbus call sends
+  const bytes = createCodec().encode([payload]); // the payload of an actorbus call (its context rides in headers)
   try {
     // Baseline: raw nats.js request() with noAsyncTraces (its fastest setting), echo responder.
     const raw = await startChild(PEER, ["raw", server.url]);

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import PQueue from "p-queue";
 import { brief, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
 import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata, runInCall } from "../call/index.ts";
-import { createDeadlines } from "../connection/index.ts";
+import { createDeadlines, headerOf } from "../connection/index.ts";
 import {
   CallTimeoutError,
   CancelledError,
@@ -210,11 +210,11 @@ export function createActorHost(p: ActorHostParams): ActorHost {
 
   /** The call a message carries, or throws a CodecError saying what is wrong with it. */
   const parseCall = (msg: Inbound): HostedCall => {
-    const header = msg.headers?.get(CALL_HEADER) ?? "";
+    const header = headerOf(msg, CALL_HEADER);
     if (!header) throw new CodecError(`call to ${name} without its ${CALL_HEADER} header; call through a handle`, { details: { service: name } });
     const h = parseCallHeader(header);
     if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
-    const metaHeader = msg.headers!.get(META_HEADER);
+    const metaHeader = headerOf(msg, META_HEADER);
     const metadata = metaHeader ? parseMetadata(metaHeader) : NO_METADATA;
     let args: unknown[] | undefined;
     if (!relay) {

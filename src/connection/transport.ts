@@ -70,6 +70,26 @@ export interface Transport {
   newInbox(): string;
 }
 
+const TD = new TextDecoder();
+
+/**
+ * One header's value ("" when absent), read straight from the message's header block: nats.js
+ * parses a whole block into a Map on first access, which costs more than the call it carries.
+ * Messages of the local bus (and anything else) go through their `headers`.
+ */
+export function headerOf(msg: Inbound, name: string): string {
+  const raw = msg as unknown as { _msg?: { hdr?: number }; _rdata?: Uint8Array };
+  const hdr = raw._msg?.hdr;
+  if (raw._rdata === undefined || hdr === undefined) return msg.headers?.get(name) ?? "";
+  if (hdr < 0) return "";
+  const block = TD.decode(raw._rdata.subarray(0, hdr));
+  const key = `\r\n${name}:`;
+  const at = block.indexOf(key);
+  if (at < 0) return "";
+  const end = block.indexOf("\r\n", at + key.length);
+  return block.slice(at + key.length, end < 0 ? undefined : end).trim();
+}
+
 /** The error a request rejects with when its signal aborts. */
 export function abortError(signal: AbortSignal, subject: string): ActorBusError {
   const r: unknown = signal.reason;

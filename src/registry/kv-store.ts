@@ -39,6 +39,7 @@ const CLUSTER_NOT_AVAILABLE = 10008;
 const NOT_ENABLED_FOR_ACCOUNT = 10039;
 const NOT_ENABLED = 10076;
 const STREAM_OFFLINE = 10118;
+const NO_MESSAGE_FOUND = 10057;
 
 // The KV protocol's headers (ADR-8): a purge marker is an empty message with these, which is
 // what @nats-io/kv's purge() sends. Sent here directly because its ack carries the marker's
@@ -174,6 +175,25 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
     timer.unref?.();
   };
 
+  // Deleting the marker by its sequence touches that one message, and a value written after it
+  // (the name registered again) has another sequence. A user whose permissions stop at the
+  // stream's PURGE API (nats.conf's tenants) gets a filtered purge up to the marker instead:
+  // as exact, but the server scans the stream for it, so it is not the first choice.
+  let canDelete = true;
+  const removeMarker = async (subject: string, seq: number) => {
+    if (canDelete) {
+      try {
+        await jsm.streams.deleteMessage(stream, seq, false);
+        return;
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.code === NO_MESSAGE_FOUND) return; // replaced by a newer value already
+        if (!/permission/i.test(String((err as Error)?.message))) throw err;
+        canDelete = false;
+      }
+    }
+    await jsm.streams.purge(stream, { filter: subject, seq: seq + 1 });
+  };
+
   const sweep = async () => {
     timer = undefined;
     sweeping = true;
@@ -186,8 +206,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
         await Promise.all(
           ready.slice(i, i + SWEEP_CONCURRENCY).map(async ([subject, mk]) => {
             try {
-              // Only up to the marker: a value written after it (a name registered again) stays.
-              await jsm.streams.purge(stream, { filter: subject, seq: mk.seq + 1 });
+              await removeMarker(subject, mk.seq);
             } catch {
               if (mk.attempts + 1 < SWEEP_ATTEMPTS && !nc.isClosed()) forgetMarker(subject, mk.seq, Date.now() + graceMs, mk.attempts + 1);
             }

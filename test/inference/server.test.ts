@@ -176,7 +176,8 @@ for (const kind of ["in-process", "nats"] as const) {
       await server.ready();
       const client = kit.client();
       const out = await Promise.all([1, 2, 3].map((id) => client.submit({ id, text: `item ${id}` })));
-      expect(out).to.deep.equal([1, 2, 3].map((id) => ({ id, upper: `ITEM ${id}` })));
+      // Plain-object results carry the behaviour-policy version (policyVersionKey).
+      expect(out).to.deep.equal([1, 2, 3].map((id) => ({ id, upper: `ITEM ${id}`, policyVersion: 0 })));
     });
 
     it("rejects a batch whose collate fails and keeps serving", async () => {

@@ -295,6 +295,34 @@ for (const kind of ["in-process", "nats"] as const) {
       expect([first(out as TensorRecord), out.policyVersion]).to.deep.equal([14, 1]);
     });
 
+    it("weightSync with an async receive(): a promise of weights is applied, a promise of nothing is not", async () => {
+      const inbox: number[] = [];
+      let polls = 0;
+      const receiver: WeightSyncReceiver<unknown, number> = {
+        initOnReceiver() {},
+        async connect() {},
+        async receive() {
+          polls++;
+          await sleep(0);
+          return inbox.shift();
+        },
+      };
+      let scale = 1;
+      const model = (batch: TensorBatch) => {
+        const out = doubling(batch);
+        out.data.action[0] = (batch.data.observation as Float32Array)[0]! * scale;
+        return out;
+      };
+      const server = serve(new InferenceServer(model, kit.server(), { weightSync: receiver, applyWeights: (_m, w) => void (scale = w as number) }).start());
+      await server.ready();
+      await until(() => polls > 3, 5_000, "polled while idle");
+      expect(server.policyVersion).to.equal(0);
+      inbox.push(9);
+      await until(() => server.policyVersion === 1, 5_000, "async weights applied");
+      const out = (await kit.client().submit(obs(2))) as Record<string, any>;
+      expect([first(out as TensorRecord), out.policyVersion]).to.deep.equal([18, 1]);
+    });
+
     it("weightSync flags: an initialised or synchronised receiver is not initialised or connected again", async () => {
       const both = fakeReceiver({ initialized: true, synchronized: true });
       const s1 = serve(new InferenceServer(doubling, kit.server(), { weightSync: both.receiver }).start());

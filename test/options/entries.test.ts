@@ -168,7 +168,7 @@ describe("options of every public entry", function () {
       const r = resolveExecutorOptions({ timeoutMs: undefined, sandbox: undefined, python: undefined });
       expect(r).to.include({ timeoutMs: 10_000, python: "python3", pythonExplicit: false });
       expect(r.sandbox.enabled).to.equal(true);
-      expect(resolveExecuteOptions({ timeoutMs: undefined, sessionId: undefined }, resolved)).to.deep.equal({ sessionId: undefined, timeoutMs: 10_000 });
+      expect(resolveExecuteOptions({ timeoutMs: undefined, sessionId: undefined }, resolved)).to.deep.equal({ sessionId: undefined, timeoutMs: 10_000, signal: undefined });
     });
 
     it("rejects bad deadlines (constructor: before any interpreter starts; execute: per call)", async () => {
