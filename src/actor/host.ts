@@ -83,6 +83,9 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const queue = new PQueue({ concurrency: options.maxConcurrency });
   const stats = createStatsRecorder();
   const subs: Subscription[] = [];
+  // Cancels and stream pulls for calls already taken: heard until the very end of stop(), so
+  // calls draining during a stop can still be cancelled and streams still be read or closed.
+  const drainSubs: Subscription[] = [];
   let controlSub: Subscription | undefined;
   const live = new Map<string, HostedCall>(); // by call id
   // Queued calls cancelled before they ran still sit in p-queue until it reaches them; they do
@@ -351,9 +354,9 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       for (const c of callSubjects) {
         subs.push(transport.subscribe(c.subject, onCall, { ...callGuard, queue: c.queue }));
         // Every host of the subject hears a cancel: only the one holding the call acts on it.
-        subs.push(transport.subscribe(subjects.cancel(c.subject), onCancel, cancelGuard));
+        drainSubs.push(transport.subscribe(subjects.cancel(c.subject), onCancel, cancelGuard));
       }
-      subs.push(transport.subscribe(subjects.streams(p.instanceId), onStreamControl, cancelGuard));
+      drainSubs.push(transport.subscribe(subjects.streams(p.instanceId), onStreamControl, cancelGuard));
       if (!p.callSubjects) subs.push(transport.subscribe(subjects.control(name), onControl, { ...controlGuard, queue: QUEUE_ACTORS }));
       await transport.flush();
     },
@@ -381,6 +384,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         await transport.flush().catch(() => {});
         if (owned) await dispose(instance);
         controlSub?.unsubscribe();
+        for (const s of drainSubs.splice(0)) s.unsubscribe();
         log.flush();
       })();
       return stopping;
