@@ -65,3 +65,54 @@ export function printTable(title: string, rows: [string, string | number][]): vo
   const w = Math.max(...rows.map((r) => r[0].length));
   for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
 }
+
+/**
+ * One call of `a`, then one of `b`, and so on: both see the same machine. Load from other
+ * processes on 2 cores moves round-by-round figures by tens of percent; interleaving cancels it.
+ */
+export async function alternatingSequential(n: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  for (let i = 0; i < 500; i++) await a(), await b();
+  const la: number[] = [];
+  const lb: number[] = [];
+  for (let i = 0; i < n; i++) {
+    let t = performance.now();
+    await a();
+    la.push(performance.now() - t);
+    t = performance.now();
+    await b();
+    lb.push(performance.now() - t);
+  }
+  const fig = (l: number[]) => {
+    const s = summarize(l);
+    return { callsPerSec: Math.round(1000 / s.meanMs), ...s };
+  };
+  return { a: fig(la), b: fig(lb) };
+}
+
+/** Rounds of `perRound` calls with `inFlight` outstanding, alternating a and b; calls/s over all rounds. */
+export async function alternatingPipelined(rounds: number, perRound: number, inFlight: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  const run = async (call: () => Promise<unknown>) => {
+    let started = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (started < perRound) {
+          started++;
+          await call();
+        }
+      }),
+    );
+    return performance.now() - t0;
+  };
+  await run(a);
+  await run(b);
+  let ta = 0;
+  let tb = 0;
+  for (let r = 0; r < rounds; r++) {
+    ta += await run(a);
+    tb += await run(b);
+  }
+  const rate = (ms: number) => ({ callsPerSec: Math.round((rounds * perRound) / (ms / 1000)), inFlight });
+  return { a: rate(ta), b: rate(tb) };
+}
+

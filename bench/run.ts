@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 type Bench = () => Promise<Record<string, unknown>>;
 const sections: [name: string, file: string, exportName: string][] = [
   ["core", "./core.ts", "benchCore"],
+  ["calls", "./calls.ts", "benchCalls"],
   ["service", "./service.ts", "benchService"],
   ["executor", "./executor.ts", "benchExecutor"],
   ["inference", "./inference.ts", "benchInference"],

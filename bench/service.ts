@@ -9,12 +9,13 @@
  *   4. replica SIGKILL -> crash detected, and -> first successful call on the restarted replica.
  * Replicas are child processes (the embedded default), like agent-spawned ones minus the hop.
  */
-import { unwrapReply } from "../src/actor/index.ts";
+import { requestCall, unwrapReply } from "../src/actor/index.ts";
+import { createCallIds } from "../src/call/index.ts";
 import { startNatsServer } from "../src/connection/index.ts";
 import { getServices, type Services } from "../src/registry/index.ts";
 import type { ServiceProxy } from "../src/service/index.ts";
 import { subjectsFor } from "../src/subjects/index.ts";
-import { pipelined, printTable, ratio, round, summarize } from "./lib.ts";
+import { alternatingPipelined, alternatingSequential, pipelined, printTable, ratio, round, summarize } from "./lib.ts";
 import { BenchCounter } from "./service-actor.ts";
 
 const SEQ = 3_000;
@@ -28,56 +29,6 @@ async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
     if (Date.now() > end) throw new Error("timed out");
     await sleep(1);
   }
-}
-
-/**
- * One call of `a`, then one of `b`, and so on: both see the same machine. Load from other
- * processes on 2 cores moves round-by-round figures by tens of percent; interleaving cancels it.
- */
-async function alternatingSequential(n: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
-  for (let i = 0; i < 500; i++) await a(), await b();
-  const la: number[] = [];
-  const lb: number[] = [];
-  for (let i = 0; i < n; i++) {
-    let t = performance.now();
-    await a();
-    la.push(performance.now() - t);
-    t = performance.now();
-    await b();
-    lb.push(performance.now() - t);
-  }
-  const fig = (l: number[]) => {
-    const s = summarize(l);
-    return { callsPerSec: Math.round(1000 / s.meanMs), ...s };
-  };
-  return { a: fig(la), b: fig(lb) };
-}
-
-/** Rounds of `perRound` calls with `inFlight` outstanding, alternating a and b; calls/s over all rounds. */
-async function alternatingPipelined(rounds: number, perRound: number, inFlight: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
-  const run = async (call: () => Promise<unknown>) => {
-    let started = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: inFlight }, async () => {
-        while (started < perRound) {
-          started++;
-          await call();
-        }
-      }),
-    );
-    return performance.now() - t0;
-  };
-  await run(a);
-  await run(b);
-  let ta = 0;
-  let tb = 0;
-  for (let r = 0; r < rounds; r++) {
-    ta += await run(a);
-    tb += await run(b);
-  }
-  const rate = (ms: number) => ({ callsPerSec: Math.round((rounds * perRound) / (ms / 1000)), inFlight });
-  return { a: rate(ta), b: rate(tb) };
 }
 
 /** Mixed-duration calls from `lanes` concurrent callers: latencies. */
@@ -96,6 +47,7 @@ async function mixed(svc: ServiceProxy<BenchCounter>, total: number, lanes: numb
   );
   return { lat };
 }
+
 
 /**
  * 40 calls of 200 ms in flight over 2 replicas (4 at a time each) when one replica is
@@ -123,11 +75,22 @@ export async function benchService(): Promise<Record<string, unknown>> {
 
     // 1. Router vs direct calls to the same replica process.
     const one = await BenchCounter.options({ ...base, meshName: "routing", maxConcurrency: IN_FLIGHT }).asService();
-    const subject = subjectsFor(namespace).replica(one.status().replicas[0]!.groupId, 0);
-    const direct = () => transport.request(subject, codec.encode(["incr", [1], 30_000]), 30_000).then((b) => unwrapReply(codec, b));
+    const subjects = subjectsFor(namespace);
+    const subject = subjects.replica(one.status().replicas[0]!.groupId, 0);
+    const ids = createCallIds();
+    // What a handle sends, straight to the replica's own subject: no router, no forwarder.
+    const direct = () =>
+      requestCall(transport, subjects, subject, codec.encode([1]), { method: "incr", callId: ids(), deadline: Date.now() + 30_000, meta: undefined, signal: undefined }).then((b) =>
+        unwrapReply(codec, b),
+      );
     const routed = () => one.incr(1);
     const { a: directSeq, b: routedSeq } = await alternatingSequential(SEQ, direct, routed);
     const { a: directPipe, b: routedPipe } = await alternatingPipelined(10, PIPE / 10, IN_FLIGHT, direct, routed);
+    // Any worker's registry handle: handle -> the service's forwarder -> controller -> replica,
+    // the forwarder relaying bytes. 64 in flight (issue 12's figure).
+    const viaRegistry = await services.get<BenchCounter>("routing");
+    const registry = () => viaRegistry.incr(1);
+    const { a: direct64, b: registry64 } = await alternatingPipelined(10, PIPE / 10, 64, direct, registry);
     await one.shutdown();
 
     // 2. Least-loaded vs queue group on mixed call durations, then a crash under each.
@@ -199,6 +162,7 @@ export async function benchService(): Promise<Record<string, unknown>> {
       routing: {
         direct: { sequential: directSeq, pipelined: directPipe },
         routed: { sequential: routedSeq, pipelined: routedPipe },
+        registryRouted64: { direct: direct64, registry: registry64, ratio: ratio(registry64.callsPerSec, direct64.callsPerSec), target: ">= 0.85x direct at 64 in flight" },
         ratios: {
           sequentialThroughput: ratio(routedSeq.callsPerSec, directSeq.callsPerSec),
           pipelinedThroughput: ratio(routedPipe.callsPerSec, directPipe.callsPerSec),
@@ -227,6 +191,7 @@ export async function benchService(): Promise<Record<string, unknown>> {
       ["ratio sequential throughput (>= 0.9)", figures.routing.ratios.sequentialThroughput],
       ["ratio pipelined throughput (>= 0.9)", figures.routing.ratios.pipelinedThroughput],
       ["ratio p50 latency", figures.routing.ratios.p50Latency],
+      ["registry handle (forwarder relays bytes) vs direct, 64 in flight", `${registry64.callsPerSec} vs ${direct64.callsPerSec} calls/s = ${figures.routing.registryRouted64.ratio}x (>= 0.85)`],
     ]);
     const fmt = (r: PolicyRun) => `${r.callsPerSec} calls/s  p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms`;
     printTable("service: least-loaded vs queue group (2 replicas x 4 slots, 90% 1 ms / 10% 25 ms calls)", [

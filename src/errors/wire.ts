@@ -1,5 +1,5 @@
 import { ActorBusError } from "./base.ts";
-import * as all from "./errors.ts";
+import { errorClassFor } from "./classes.ts";
 import { RemoteError } from "./errors.ts";
 
 /** What an error looks like on the wire: plain data, rebuilt by `errorFromWire`. */
@@ -10,30 +10,28 @@ export interface WireError {
   retryable: boolean;
   stack?: string;
   details?: Record<string, unknown>;
+  /** The error's cause, as an error of its own (a value that is not an Error becomes a RemoteError). */
+  cause?: WireError;
 }
 
-type ErrorClass = new (message: string, options?: { details?: Record<string, unknown>; cause?: unknown }) => ActorBusError;
-
-const byCode = new Map<string, ErrorClass>();
-for (const cls of Object.values(all) as ErrorClass[]) {
-  byCode.set(new cls("").code, cls);
-}
-
-/** The class registered for a stable code, if any (the codec rebuilds ActorBusError values with it). */
-export function errorClassFor(code: string): ErrorClass | undefined {
-  return byCode.get(code);
-}
-
-/** Lets modules with their own ActorBusError subclasses (executor, inference) rebuild them too. */
-export function registerErrorClass(cls: ErrorClass): void {
-  byCode.set(new cls("").code, cls);
-}
+// Causes nest; a cycle (an error that is its own cause) or a hostile chain stops here.
+const MAX_CAUSES = 8;
 
 /**
  * Library errors keep their class; anything else a user method threw becomes a RemoteError
  * carrying the thrower's name and stack, so the caller sees where it failed.
  */
 export function errorToWire(err: unknown): WireError {
+  return toWire(err, MAX_CAUSES);
+}
+
+function toWire(err: unknown, causes: number): WireError {
+  const w = ownFields(err);
+  if (causes > 0 && err instanceof Error && Object.hasOwn(err, "cause") && err.cause !== undefined) w.cause = toWire(err.cause, causes - 1);
+  return w;
+}
+
+function ownFields(err: unknown): WireError {
   if (err instanceof ActorBusError) {
     return { code: err.code, name: err.name, message: err.message, retryable: err.retryable, stack: err.stack, details: err.details };
   }
@@ -56,9 +54,14 @@ export function errorToWire(err: unknown): WireError {
 }
 
 export function errorFromWire(w: WireError): ActorBusError {
-  const cls = byCode.get(w?.code) ?? undefined;
+  return fromWire(w, MAX_CAUSES);
+}
+
+function fromWire(w: WireError, causes: number): ActorBusError {
+  const cls = errorClassFor(w?.code) ?? undefined;
   const details = w?.details && typeof w.details === "object" ? w.details : {};
-  const err = cls ? new cls(String(w.message), { details }) : new RemoteError(String(w?.message ?? "unknown remote error"), { details });
+  const cause = causes > 0 && w?.cause && typeof w.cause === "object" ? fromWire(w.cause, causes - 1) : undefined;
+  const err = cls ? new cls(String(w.message), { details, cause }) : new RemoteError(String(w?.message ?? "unknown remote error"), { details, cause });
   if (cls === RemoteError) {
     // The remote stack is the useful one; keep ours below it for the local call site.
     const remoteStack = details.remoteStack;

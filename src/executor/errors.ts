@@ -1,4 +1,4 @@
-import { ActorBusError, registerErrorClass } from "../errors/index.ts";
+import { ActorBusError } from "../errors/base.ts";
 
 /**
  * Interpreters cannot be started (python missing, unreadable, or dying at startup again and
@@ -8,5 +8,3 @@ export class InterpreterStartError extends ActorBusError {
   override readonly code = "INTERPRETER_START";
   override readonly retryable = true;
 }
-
-registerErrorClass(InterpreterStartError);

@@ -1,8 +1,8 @@
-import { ActorBusError, registerErrorClass } from "../errors/index.ts";
+import { ActorBusError } from "../errors/base.ts";
 
 /**
- * Failures specific to inference serving. Each is registered with the wire codec, so a client in
- * another process gets the same class (and `code`) the server raised.
+ * Failures specific to inference serving. Each is in the error table (src/errors/classes.ts), so
+ * a client in another process gets the same class (and `code`) the server raised.
  */
 
 /** The server stopped before running the request; another server of the same name may take it. */
@@ -35,8 +35,14 @@ export class InferenceServerStateError extends ActorBusError {
   override readonly code = "INFERENCE_SERVER_STATE";
 }
 
-for (const cls of [InferenceShutdownError, InferenceServerLostError, ResultCountError, TensorRecordError, InferenceServerStateError]) {
-  registerErrorClass(cls);
+/**
+ * A `weightSync` step failed. At start (`initOnReceiver`, `connect`) the server does not serve:
+ * `ready()` rejects with it and queued callers get it. Between batches (`receive`,
+ * `applyWeights`) the server keeps serving on the weights it had; the error is in
+ * `server.weightSyncError` and counted in `stats().weightSyncErrors`.
+ */
+export class WeightSyncError extends ActorBusError {
+  override readonly code = "INFERENCE_WEIGHT_SYNC";
 }
 
 export const SHUTTING_DOWN_MESSAGE = "InferenceServer is shutting down.";

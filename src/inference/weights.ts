@@ -1,16 +1,7 @@
-import { ActorBusError, registerErrorClass } from "../errors/index.ts";
 import { fail, type Check } from "../options/index.ts";
+import { WeightSyncError } from "./errors.ts";
 
-/**
- * A `weightSync` step failed. At start (`initOnReceiver`, `connect`) the server does not serve:
- * `ready()` rejects with it and queued callers get it. Between batches (`receive`,
- * `applyWeights`) the server keeps serving on the weights it had; the error is in
- * `server.weightSyncError` and counted in `stats().weightSyncErrors`.
- */
-export class WeightSyncError extends ActorBusError {
-  override readonly code = "INFERENCE_WEIGHT_SYNC";
-}
-registerErrorClass(WeightSyncError);
+export { WeightSyncError };
 
 export function weightSyncFailure(step: string, err: unknown, atStart: boolean): WeightSyncError {
   const why = err instanceof Error ? err.message : String(err);

@@ -1,4 +1,4 @@
-import { ActorBusError, registerErrorClass } from "../errors/index.ts";
+import { ActorBusError } from "../errors/base.ts";
 
 /**
  * The replica a session was bound to died: whatever state the session built there is gone.
@@ -9,4 +9,7 @@ export class SessionLostError extends ActorBusError {
   override readonly code = "SESSION_LOST";
 }
 
-registerErrorClass(SessionLostError);
+/** A user router threw, returned something that is not one of its candidates, or is async. Not retryable. */
+export class RouterError extends ActorBusError {
+  override readonly code = "ROUTER";
+}

@@ -37,8 +37,9 @@
  * go to the bound replica. With `routing: "queue-group"` NATS picks and no router runs, so giving
  * both is refused by the options (see options.ts).
  */
-import { ActorBusError, InvalidOptionsError, registerErrorClass } from "../errors/index.ts";
+import { InvalidOptionsError } from "../errors/index.ts";
 import { fail, suggest, type Check } from "../options/index.ts";
+import { RouterError } from "./errors.ts";
 
 export const ROUTERS = ["least-loaded", "round-robin", "random"] as const;
 export type RouterName = (typeof ROUTERS)[number];
@@ -97,13 +98,6 @@ export interface Router<R extends Routable = Routable> {
   /** A usable candidate with room, or undefined when there is none. */
   pick(candidates: readonly R[], request: RouteRequest): R | undefined;
 }
-
-/** A user router threw, returned something that is not one of its candidates, or is async. Not retryable. */
-export class RouterError extends ActorBusError {
-  override readonly code = "ROUTER";
-}
-
-registerErrorClass(RouterError);
 
 /** The metadata of a call that carries none. */
 export const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});

@@ -6,7 +6,7 @@
  *   caller -> streamSubject  [0, credit, inbox]   first pull: where items go, how many may come
  *                            [0, credit]          more credit as items are consumed
  *                            [1]                  cancel: the host returns the generator
- *   host -> inbox            [3, item]            one item, in order
+ *   host -> inbox            [3, item, ...]       items, in order (those ready together travel together)
  *                            [4]                  the generator finished
  *                            [1, WireError]       it threw (after the items before it)
  *                            [5]                  heartbeat while nothing else is sent

@@ -3,6 +3,9 @@ import type { Transport } from "../connection/index.ts";
 import { CancelledError, CodecError, errorToWire } from "../errors/index.ts";
 import { CANCEL, END, ERROR, HEARTBEAT, HEARTBEAT_MS, HOST_IDLE_MS, ITEM, PULL } from "./frames.ts";
 
+// Items per message at most; a batch over max_payload is refused like one big item.
+const MAX_BATCH = 32;
+
 export interface HostStreamParams {
   transport: Transport;
   codec: Codec;
@@ -59,7 +62,27 @@ export function serveStream(p: HostStreamParams): HostStream {
     resolveDone();
   };
 
-  const fail = (err: unknown) => finish(codec.encode([ERROR, errorToWire(err)]), false);
+  const fail = (err: unknown) => {
+    flush();
+    finish(codec.encode([ERROR, errorToWire(err)]), false);
+  };
+
+  const batch: unknown[] = [];
+  let flushSoon: ReturnType<typeof setImmediate> | undefined;
+  const flush = () => {
+    if (flushSoon) clearImmediate(flushSoon);
+    flushSoon = undefined;
+    if (batch.length === 0 || finished) return;
+    let bytes: Uint8Array;
+    try {
+      bytes = codec.encode([ITEM, ...batch]);
+    } catch (err) {
+      batch.length = 0;
+      return finish(codec.encode([ERROR, errorToWire(err)]), true);
+    }
+    batch.length = 0;
+    send(bytes);
+  };
 
   const pump = async () => {
     if (pumping || finished) return;
@@ -73,15 +96,16 @@ export function serveStream(p: HostStreamParams): HostStream {
           return fail(err);
         }
         if (finished) return;
-        if (r.done) return finish(codec.encode([END]), false);
-        let bytes: Uint8Array;
-        try {
-          bytes = codec.encode([ITEM, r.value]);
-        } catch (err) {
-          return finish(codec.encode([ERROR, errorToWire(err)]), true);
+        if (r.done) {
+          flush();
+          return finish(codec.encode([END]), false);
         }
         credit--;
-        send(bytes);
+        batch.push(r.value);
+        // Items a fast generator makes within one turn of the event loop travel together;
+        // a slow one's items leave at once (the flush runs as soon as the loop turns).
+        if (batch.length >= MAX_BATCH) flush();
+        else flushSoon ??= setImmediate(flush);
       }
     } finally {
       pumping = false;

@@ -79,7 +79,7 @@ export function openRemoteStream(p: RemoteStreamParams): AsyncIterableIterator<u
     switch (frame[0]) {
       case ITEM:
         lastItem = lastFrame;
-        buffered.push(frame[1]);
+        for (let i = 1; i < frame.length; i++) buffered.push(frame[i]);
         return settleWaiter();
       case END:
         return close();

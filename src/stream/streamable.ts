@@ -10,12 +10,26 @@ export function materialize(value: unknown, transport: Transport, codec: Codec, 
   return openRemoteStream({ transport, codec, opening: value, label, signal, idleTimeoutMs });
 }
 
-async function* iterateResult(this: Promise<unknown>): AsyncGenerator<unknown> {
-  const v = await this;
-  if (!isAsyncIterable(v)) {
-    throw new ActorBusError("the method returned a value, not a stream: await the call instead of iterating it");
-  }
-  yield* v;
+/**
+ * Iterates what the call resolves to. A plain iterator, not an async generator with `yield*`:
+ * that would add several promise hops to every item of the stream.
+ */
+function iterateResult(this: Promise<unknown>): AsyncIterator<unknown> {
+  const result = this;
+  let inner: AsyncIterator<unknown> | undefined;
+  const open = async (): Promise<AsyncIterator<unknown>> => {
+    const v = await result;
+    if (!isAsyncIterable(v)) throw new ActorBusError("the method returned a value, not a stream: await the call instead of iterating it");
+    return (inner = v[Symbol.asyncIterator]());
+  };
+  return {
+    next: () => (inner ? inner.next() : open().then((it) => it.next())),
+    return: async (value?: unknown) => {
+      const it = inner ?? (await open().catch(() => undefined));
+      if (it?.return) await it.return(value);
+      return { value, done: true };
+    },
+  };
 }
 
 /**

@@ -46,16 +46,32 @@ describe("registry growth (issue 16, item 4)", function () {
     await nc.close();
   });
 
-  it("list(), has() and remove() leave no JetStream consumer behind: the count is flat across 200 list() calls", async () => {
+  it("list(), has() and remove() create no JetStream consumer: the server's count is flat across 200 list() calls", async () => {
+    expect(await services.list()).to.deep.equal([]);
     await services.register("a", Echo);
     await services.register("b", Echo);
     const before = await consumers();
-    for (let i = 0; i < 200; i++) expect(await services.list()).to.deep.equal(["a", "b"]);
+    // Every consumer the registry asks the server for, even one deleted again at once.
+    let created = 0;
+    const registryNc = services.connection.nc!;
+    const request = registryNc.request.bind(registryNc);
+    registryNc.request = ((subject: string, ...rest: unknown[]) => {
+      if (subject.startsWith("$JS.API.CONSUMER.CREATE") || subject.startsWith("$JS.API.CONSUMER.DURABLE.CREATE")) created++;
+      return (request as (...a: unknown[]) => ReturnType<NatsConnection["request"]>)(subject, ...rest);
+    }) as NatsConnection["request"];
+    const during: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      expect(await services.list()).to.deep.equal(["a", "b"]);
+      if (i % 50 === 0) during.push(await consumers());
+    }
+    expect(created).to.equal(0);
+    expect(during.every((c) => c === before)).to.equal(true);
     for (let i = 0; i < 20; i++) {
       await services.register(`tmp${i}`, Echo);
       expect(await services.has(`tmp${i}`)).to.equal(true);
       await services.remove(`tmp${i}`);
     }
+    expect(created).to.equal(0);
     expect(await consumers()).to.equal(before);
   });
 
