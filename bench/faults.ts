@@ -4,7 +4,7 @@
  * and after, and recovery time. Scenarios are shared with test/cluster.
  */
 import { netnsUnavailable } from "../test/helpers/netns.ts";
-import { clusterNodeKill, hostileFlood, networkPartition, singleServerRestart, type ScenarioReport } from "../test/helpers/scenarios.ts";
+import { clusterNodeKill, hostileFlood, networkPartition, registryQuorumLoss, singleServerRestart, type ScenarioReport } from "../test/helpers/scenarios.ts";
 import { printTable } from "./lib.ts";
 
 export async function benchFaults(): Promise<Record<string, unknown>> {
@@ -12,6 +12,8 @@ export async function benchFaults(): Promise<Record<string, unknown>> {
     await clusterNodeKill({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 3_000 }),
     await singleServerRestart({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 1_000 }),
     await hostileFlood({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 3_000 }),
+    await registryQuorumLoss({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 2_000, bucketReplicas: 3 }),
+    await registryQuorumLoss({ clients: 3, lanes: 4, loadMs: 3_000, outageMs: 2_000, bucketReplicas: 1 }),
   ];
   const noNetns = netnsUnavailable();
   if (noNetns) console.log(`\nfaults: network partition skipped: ${noNetns}`);
@@ -23,6 +25,7 @@ export async function benchFaults(): Promise<Record<string, unknown>> {
       ["failed with a typed error", r.failedTyped],
       ["failed untyped", r.failedUntyped],
       ["hung (must be 0)", r.hung],
+      ["wrong answers: non-retryable errors of a registered service (must be 0)", r.wrongAnswers],
       ["retries of retryable errors", `${r.retries} ${JSON.stringify(r.errors)}`],
       ["client reconnects", r.reconnects],
       ["registry entries before / after", `${r.registryBefore.length} / ${r.registryAfter.length}`],

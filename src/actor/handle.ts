@@ -3,7 +3,7 @@ import type { BusConnection } from "../connection/index.ts";
 import { CodecError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
-import { unwrapReply } from "./protocol.ts";
+import { unwrapReply } from "../reply/index.ts";
 import { requestCall } from "./send-call.ts";
 import { materialize, streamable } from "../stream/index.ts";
 

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { encodeErr, encodeOk, respondSafely } from "../actor/index.ts";
+import { encodeErr, encodeOk, respondSafely } from "../reply/index.ts";
 import { bounded, brief, connectBus, connectionOptions, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Subscription } from "../connection/index.ts";
 import { InvalidOptionsError, PlacementError, ServiceUnavailableError } from "../errors/index.ts";
 import { openKvStore } from "../registry/kv-store.ts";

@@ -1,4 +1,4 @@
-import { describeOp } from "../actor/index.ts";
+import { describeOp } from "../reply/index.ts";
 import { MAX_TIMER_MS } from "../connection/index.ts";
 import { CodecError } from "../errors/index.ts";
 import type { AgentRequest, ProcSpec } from "./protocol.ts";

@@ -15,7 +15,11 @@ export interface WireError {
 }
 
 // Causes nest; a cycle (an error that is its own cause) or a hostile chain stops here.
-const MAX_CAUSES = 8;
+const MAX_CAUSES = 4;
+// A cause is often someone else's error (a parser's, a socket's) whose text quotes the input it
+// choked on: capped, so that carrying it never pushes a reply past the server's max_payload.
+const CAUSE_MESSAGE_CHARS = 1_000;
+const CAUSE_STACK_CHARS = 2_000;
 
 /**
  * Library errors keep their class; anything else a user method threw becomes a RemoteError
@@ -27,7 +31,25 @@ export function errorToWire(err: unknown): WireError {
 
 function toWire(err: unknown, causes: number): WireError {
   const w = ownFields(err);
-  if (causes > 0 && err instanceof Error && Object.hasOwn(err, "cause") && err.cause !== undefined) w.cause = toWire(err.cause, causes - 1);
+  const cause = causes > 0 && err instanceof Error ? causeOf(err) : undefined;
+  if (cause !== undefined) w.cause = capped(toWire(cause, causes - 1));
+  return w;
+}
+
+/** Hosts turn whatever a method threw into a reply: a cause whose getter throws is left behind. */
+function causeOf(err: Error): unknown {
+  try {
+    return Object.hasOwn(err, "cause") ? err.cause : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function capped(w: WireError): WireError {
+  const cut = (s: unknown, n: number) => (typeof s === "string" && s.length > n ? `${s.slice(0, n)}... (${s.length - n} more characters)` : s);
+  w.message = cut(w.message, CAUSE_MESSAGE_CHARS) as string;
+  if (w.stack !== undefined) w.stack = cut(w.stack, CAUSE_STACK_CHARS) as string;
+  if (typeof w.details?.remoteStack === "string") w.details = { ...w.details, remoteStack: cut(w.details.remoteStack, CAUSE_STACK_CHARS) };
   return w;
 }
 

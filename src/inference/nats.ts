@@ -1,8 +1,8 @@
 import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
-import { respondSafely } from "../actor/index.ts";
 import { brief, deliverGuarded, loggerCheck, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
-import { CallTimeoutError, ClosedError, CodecError, errorFromWire, errorToWire, InvalidOptionsError, OverloadedError, type WireError } from "../errors/index.ts";
+import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, OverloadedError } from "../errors/index.ts";
+import { encodeErr, encodeOk, respondSafely, unwrapReply } from "../reply/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
@@ -45,8 +45,6 @@ export interface NatsTransportOptions {
  * held longer is renewed every leaseMs/4; a call not renewed for leaseMs fails fast instead of
  * waiting for its deadline.
  */
-const OK = 0;
-const ERR = 1;
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 interface ClientPending {
@@ -144,7 +142,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.log = rateLimitedLogger(o.logger ?? stderrLogger());
     // A request whose caller's deadline passed in the queue is still answered (its caller is
     // gone, the reply is dropped): every request gets exactly one reply.
-    this.buffer = new RequestBuffer<Held<I>>((item) => this.answer(item, this.encodeError(new CallTimeoutError(
+    this.buffer = new RequestBuffer<Held<I>>((item) => this.answer(item, encodeErr(this.conn.codec, new CallTimeoutError(
       `inference request to ${this.subject} waited past its deadline in the queue and did not run`,
       { details: { subject: this.subject } },
     ))));
@@ -190,16 +188,11 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
         (reply) => {
           if (this.pending.get(seq) !== p) return; // already failed by the lease check
           this.pending.delete(seq);
-          let decoded: [number, unknown];
           try {
-            decoded = this.conn.codec.decode<[number, unknown]>(reply);
+            resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
           } catch (err) {
             reject(err);
-            return;
           }
-          if (!Array.isArray(decoded)) reject(new CodecError(`malformed reply from ${this.subject}: expected [0, result] or [1, error]`));
-          else if (decoded[0] === OK) resolve(decoded[1] as O);
-          else reject(errorFromWire(decoded[1] as WireError));
         },
         (err) => {
           if (this.pending.get(seq) !== p) return;
@@ -357,9 +350,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (h.settled) return;
     let bytes: Uint8Array;
     try {
-      bytes = this.conn.codec.encode([OK, result]);
+      bytes = encodeOk(this.conn.codec, result);
     } catch (err) {
-      bytes = this.encodeError(err);
+      bytes = encodeErr(this.conn.codec, err);
     }
     this.answer(h, bytes);
   }
@@ -367,17 +360,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   resolveException(callback: unknown, error: unknown): void {
     const h = callback as Held<I>;
     if (h.settled) return;
-    this.answer(h, this.encodeError(error));
-  }
-
-  /** Never throws: an error whose details cannot cross the wire still reaches the caller, without them. */
-  private encodeError(error: unknown): Uint8Array {
-    const wire = errorToWire(error);
-    try {
-      return this.conn.codec.encode([ERR, wire]);
-    } catch {
-      return this.conn.codec.encode([ERR, { code: wire.code, name: wire.name, message: wire.message, retryable: wire.retryable }]);
-    }
+    this.answer(h, encodeErr(this.conn.codec, error));
   }
 
   /** Requests waiting for the server loop to drain them. */
@@ -457,7 +440,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   }
 
   private reply(msg: Inbound, error: unknown): void {
-    this.send(msg, this.encodeError(error));
+    this.send(msg, encodeErr(this.conn.codec, error));
   }
 
   /** Never throws; a reply over max_payload goes out as a CodecError saying so. */

@@ -1,6 +1,7 @@
 import { defaultHostId } from "../agent/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
-import { isReplicaRef, launchService } from "./controller.ts";
+import { launchService } from "./controller.ts";
+import { isReplicaRef } from "./replica-supervisor.ts";
 import { callerModuleUrl, resolveModuleRef } from "./module-ref.ts";
 import { checkServiceOptions, resolveServiceOptions, SERVICE_DEFAULTS, type ServiceOptions } from "./options.ts";
 import { controllerOf, createServiceProxy } from "./proxy.ts";

@@ -1,4 +1,4 @@
-import { unwrapReply } from "../actor/index.ts";
+import { unwrapReply } from "../reply/index.ts";
 import { createSupervisor, defaultHostId, procConnectionFor, type ProcConnection, type ProcExitEvent, type ProcInfo, type ProcSpec, type HostRecord, type Supervisor } from "../agent/index.ts";
 import type { BusConnection } from "../connection/index.ts";
 import { PlacementError, ServiceUnavailableError } from "../errors/index.ts";

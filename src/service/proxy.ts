@@ -2,7 +2,8 @@ import type { ServiceHandle } from "../actor/index.ts";
 import { mergeCallOptions, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
 import { streamable } from "../stream/index.ts";
 import { bool, defineOptions, type SpecFor } from "../options/index.ts";
-import type { ServiceController, SessionState } from "./controller.ts";
+import type { ServiceController } from "./controller.ts";
+import type { SessionState } from "./routed-calls.ts";
 import type { ServiceProxy, SessionHandle, SessionOptions } from "./types.ts";
 
 const sessionOptions = defineOptions("session options", { rebind: bool() } satisfies SpecFor<SessionOptions>, { rebind: false }, { example: "{ rebind: true }" });

@@ -1,4 +1,4 @@
-import { unwrapReply } from "../actor/index.ts";
+import { unwrapReply } from "../reply/index.ts";
 import type { HostRecord } from "../agent/index.ts";
 import type { Services } from "../registry/index.ts";
 import { subjectsFor } from "../subjects/index.ts";

@@ -8,7 +8,7 @@
  *                            [1]                  cancel: the host returns the generator
  *   host -> inbox            [3, item, ...]       items, in order (those ready together travel together)
  *                            [4]                  the generator finished
- *                            [1, WireError]       it threw (after the items before it)
+ *                            [1, WireError]       it threw (after the items before it): a reply's error form
  *                            [5]                  heartbeat while nothing else is sent
  *
  * The host never runs more than the granted credit ahead of the caller, so a slow consumer

@@ -1,7 +1,8 @@
 import type { Codec } from "../codec/index.ts";
 import type { Transport } from "../connection/index.ts";
-import { CancelledError, CodecError, errorToWire } from "../errors/index.ts";
-import { CANCEL, END, ERROR, HEARTBEAT, HEARTBEAT_MS, HOST_IDLE_MS, ITEM, PULL } from "./frames.ts";
+import { CancelledError, CodecError } from "../errors/index.ts";
+import { encodeErr } from "../reply/replies.ts";
+import { CANCEL, END, HEARTBEAT, HEARTBEAT_MS, HOST_IDLE_MS, ITEM, PULL } from "./frames.ts";
 
 // Items per message at most; a batch over max_payload is refused like one big item.
 const MAX_BATCH = 32;
@@ -41,7 +42,7 @@ export function serveStream(p: HostStreamParams): HostStream {
   const send = (bytes: Uint8Array) => {
     if (!inbox) return;
     if (bytes.length > p.maxPayload) {
-      bytes = codec.encode([ERROR, errorToWire(new CodecError(`a stream item of ${bytes.length} bytes exceeds the server's max_payload of ${p.maxPayload} bytes; yield smaller items`))]);
+      bytes = encodeErr(codec, new CodecError(`a stream item of ${bytes.length} bytes exceeds the server's max_payload of ${p.maxPayload} bytes; yield smaller items`));
       finish(bytes, true);
       return;
     }
@@ -64,7 +65,7 @@ export function serveStream(p: HostStreamParams): HostStream {
 
   const fail = (err: unknown) => {
     flush();
-    finish(codec.encode([ERROR, errorToWire(err)]), false);
+    finish(encodeErr(codec, err), false);
   };
 
   const batch: unknown[] = [];
@@ -78,7 +79,7 @@ export function serveStream(p: HostStreamParams): HostStream {
       bytes = codec.encode([ITEM, ...batch]);
     } catch (err) {
       batch.length = 0;
-      return finish(codec.encode([ERROR, errorToWire(err)]), true);
+      return finish(encodeErr(codec, err), true);
     }
     batch.length = 0;
     send(bytes);
@@ -131,7 +132,7 @@ export function serveStream(p: HostStreamParams): HostStream {
   const onAbort = () => {
     const reason = p.signal.reason as Error | undefined;
     // A cancel from the caller needs no answer; a deadline does.
-    finish(reason instanceof CancelledError ? undefined : codec.encode([ERROR, errorToWire(reason)]), true);
+    finish(reason instanceof CancelledError ? undefined : encodeErr(codec, reason), true);
   };
   p.signal.addEventListener("abort", onAbort, { once: true });
   if (p.signal.aborted) onAbort();

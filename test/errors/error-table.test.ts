@@ -58,11 +58,27 @@ describe("error classes: one table, no import side effects", () => {
     expect(back.cause).to.be.instanceOf(ActorBusError);
   });
 
+  it("caps the text of causes, which may quote a whole hostile input, so a reply stays small", () => {
+    const huge = "x".repeat(1_000_000);
+    const w = errorToWire(new ActorBusError("cannot decode", { cause: new SyntaxError(`Cannot convert ${huge} to a BigInt`) }));
+    expect(JSON.stringify(w).length).to.be.below(20_000);
+    expect(w.cause!.message).to.match(/^Cannot convert x+\.\.\. \(\d+ more characters\)$/);
+  });
+
   it("a cause that is not an Error arrives as a RemoteError saying what it was", () => {
     const back = errorFromWire(errorToWire(new ServiceUnavailableError("down", { cause: "socket closed" })));
     expect(back.cause).to.be.instanceOf(RemoteError);
     expect((back.cause as RemoteError).message).to.equal("socket closed");
     expect((back.cause as RemoteError).remoteName).to.equal("string");
+  });
+
+  it("leaves behind a cause whose getter throws: the error itself still crosses", () => {
+    const e = new TypeError("thrown by user code");
+    Object.defineProperty(e, "cause", { get: () => { throw new Error("no"); } });
+    const back = errorFromWire(errorToWire(e));
+    expect(back).to.be.instanceOf(RemoteError);
+    expect(back.message).to.equal("thrown by user code");
+    expect(back.cause).to.equal(undefined);
   });
 
   it("ignores a hostile cause on the wire", () => {

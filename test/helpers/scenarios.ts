@@ -4,7 +4,10 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node";
 import { unwrapReply } from "../../src/actor/index.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { createCodec } from "../../src/codec/index.ts";
+import { errorClassFor } from "../../src/errors/index.ts";
 import { ActorBusError, getServices, startNatsServer } from "../../src/index.ts";
 import { subjectsFor } from "../../src/subjects/index.ts";
 import { startNatsCluster } from "./cluster.ts";
@@ -33,6 +36,11 @@ export interface ScenarioReport {
   recoveryMs: number;
   /** The hostile-flood scenario: garbage sent, and what came back to the requests among it. */
   hostile?: FloodCounts;
+  /**
+   * Calls that ended with a non-retryable error although the service stayed registered (its
+   * hosts only came and went): ServiceNotFoundError and the like. Must be 0 in every scenario.
+   */
+  wrongAnswers: number;
 }
 
 export interface FloodCounts {
@@ -99,11 +107,18 @@ interface LoadOptions {
 /** A host process of the service: the URLs it connects to, and optionally where it runs. */
 type HostAt = string[] | { urls: string[]; command(argv: string[]): [string, ...string[]] };
 
+/** What a fault may act on besides servers: the service's host processes, and starting more. */
+interface FaultContext {
+  namespace: string;
+  hosts: Proc[];
+  startHost(urls: string[]): Promise<Proc>;
+}
+
 async function underLoad(
   scenario: string,
   hostUrls: HostAt[],
   clientUrls: string[],
-  fault: { kill(namespace: string): Promise<void>; restore(): Promise<void> },
+  fault: { prepare?(namespace: string): Promise<void>; kill(namespace: string, ctx: FaultContext): Promise<void>; restore(ctx: FaultContext): Promise<void> },
   o: LoadOptions,
   /** The URLs client process i is given (default: all); a cluster client learns the rest from the server. */
   clientUrlsOf: (i: number) => string[] = () => clientUrls,
@@ -111,12 +126,26 @@ async function underLoad(
   const namespace = uniqueNamespace("fault");
   const procs: Proc[] = [];
   const env = o.auth && { NATS_USER: o.auth.user, NATS_PASSWORD: o.auth.pass };
+  const hosts: Proc[] = [];
+  const ctx: FaultContext = {
+    namespace,
+    hosts,
+    async startHost(urls) {
+      const h = run(WORKER, ["host-pid", JSON.stringify({ url: urls, namespace })], undefined, env);
+      procs.push(h);
+      hosts.push(h);
+      await h.line();
+      return h;
+    },
+  };
   try {
+    await fault.prepare?.(namespace);
     for (const at of hostUrls) {
       const h = Array.isArray(at)
         ? run(WORKER, ["host-pid", JSON.stringify({ url: at, namespace })], undefined, env)
         : run(WORKER, ["host-pid", JSON.stringify({ url: at.urls, namespace })], at.command, env);
       procs.push(h);
+      hosts.push(h);
       await h.line();
     }
     const admin = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50, ...o.auth });
@@ -130,9 +159,9 @@ async function underLoad(
     }
     const probe = await getServices({ servers: clientUrls, namespace, reconnectTimeWaitMs: 50, ...o.auth });
     await new Promise((r) => setTimeout(r, o.loadMs)); // steady load before the fault
-    await fault.kill(namespace);
+    await fault.kill(namespace, ctx);
     await new Promise((r) => setTimeout(r, o.outageMs));
-    await fault.restore();
+    await fault.restore(ctx);
     const back = Date.now();
     const recoveryMs = await firstSuccessAfter(probe, "pid", back);
     await probe.close();
@@ -152,10 +181,103 @@ async function underLoad(
     // Cleanup may meet the tail of a leader election: retry while the registry says "retry".
     await until(async () => admin.reset().then(() => true, () => false), 15_000, "cleanup reset");
     await admin.close();
-    return { scenario, ...totals, successRate: totals.succeeded / Math.max(1, totals.attempted), registryBefore, registryAfter, recoveryMs };
+    const wrongAnswers = Object.entries(totals.errors).reduce((n, [code, count]) => n + (isRetryableCode(code) ? 0 : count), 0);
+    return { scenario, ...totals, successRate: totals.succeeded / Math.max(1, totals.attempted), registryBefore, registryAfter, recoveryMs, wrongAnswers };
   } finally {
     await Promise.all(procs.map((p) => p.close()));
   }
+}
+
+/** Whether errors with this code are retryable (the library's classes say; unknown codes are not). */
+function isRetryableCode(code: string): boolean {
+  const cls = errorClassFor(code);
+  return cls ? new cls("").retryable : false;
+}
+
+/**
+ * 3-node cluster: the node holding the registry bucket's stream leader and one more die together
+ * with the service's only host, so every call meets "nobody listening" while the registry has no
+ * quorum (and, with `bucketReplicas: 1`, no copy of the bucket at all) to say why. Callers must
+ * get retryable errors by their deadlines, never ServiceNotFoundError (the service stays
+ * registered), and succeed once the nodes and a host are back.
+ */
+export async function registryQuorumLoss(o: LoadOptions & { bucketReplicas: 1 | 3 }): Promise<ScenarioReport> {
+  const cluster = await startNatsCluster(3);
+  let survivor = 0;
+  try {
+    return await underLoad(
+      `cluster: the registry (${o.bucketReplicas === 1 ? "1 replica, its node" : "3 replicas, 2 nodes"} lost) loses quorum while the service's only host dies, under load`,
+      [[cluster.urls[0]!]],
+      cluster.urls,
+      {
+        async prepare(namespace) {
+          // Whoever opens a bucket first sets its replicas: do it before the hosts and clients.
+          const s = await getServices({ servers: cluster.urls, namespace, registryReplicas: o.bucketReplicas });
+          await s.close();
+        },
+        async kill(namespace, ctx) {
+          const leader = await streamLeader(cluster.urls[0]!, `KV_actorbus_${namespace}`);
+          survivor = [0, 1, 2].find((i) => i !== leader)!;
+          await Promise.all([
+            ...[0, 1, 2].filter((i) => i !== survivor).map((i) => cluster.nodes[i]!.kill("SIGKILL")),
+            ...ctx.hosts.splice(0).map((h) => killProc(h)),
+          ]);
+        },
+        async restore(ctx) {
+          await Promise.all([0, 1, 2].filter((i) => i !== survivor).map((i) => cluster.nodes[i]!.restart()));
+          await cluster.ready();
+          // Right after the restart the bucket's stream may still be electing its leader, and a
+          // host cannot register without it: wait for a write to go through, and start the host
+          // again if it still fails, as a supervisor would.
+          await until(() => bucketWritable(cluster.urls[survivor]!, ctx.namespace), 20_000, "the registry bucket to take writes").catch(() => {});
+          const end = Date.now() + 20_000;
+          for (;;) {
+            try {
+              await ctx.startHost([cluster.urls[survivor]!]);
+              return;
+            } catch (err) {
+              if (Date.now() > end) throw err;
+              await new Promise((r) => setTimeout(r, 200));
+            }
+          }
+        },
+      },
+      o,
+      (i) => [cluster.urls[i % cluster.urls.length]!],
+    );
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function bucketWritable(url: string, namespace: string): Promise<boolean> {
+  const nc = await connect({ servers: url });
+  try {
+    const kv = await new Kvm(nc).open(`actorbus_${namespace}`);
+    await kv.put("drill.ready", new Uint8Array(0));
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function streamLeader(url: string, stream: string): Promise<number> {
+  const nc = await connect({ servers: url });
+  try {
+    const si = await (await jetstreamManager(nc)).streams.info(stream);
+    return Number((si.cluster?.leader ?? "n0").replace(/^n/, ""));
+  } finally {
+    await nc.close();
+  }
+}
+
+async function killProc(p: Proc): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once("exit", r));
+  p.child.kill("SIGKILL");
+  await exited;
 }
 
 /** 3-node cluster; two hosts attached to different nodes; SIGKILL node 0, then bring it back. */

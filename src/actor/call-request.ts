@@ -1,0 +1,50 @@
+import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata } from "../call/index.ts";
+import type { Codec } from "../codec/index.ts";
+import { brief, headerOf, type Inbound } from "../connection/index.ts";
+import { CodecError, MethodNotFoundError } from "../errors/index.ts";
+import { HostedCall } from "./hosted-call.ts";
+import { OWNER_LIFECYCLE_METHODS } from "./methods.ts";
+
+const MAX_ARGS = 65_535;
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * The call a message carries, or throws a CodecError saying what is wrong with it. `decodeArgs`
+ * false (a relaying host) leaves the payload as bytes.
+ */
+export function parseCall(msg: Inbound, name: string, codec: Codec, decodeArgs: boolean): HostedCall {
+  const header = headerOf(msg, CALL_HEADER);
+  if (!header) throw new CodecError(`call to ${name} without its ${CALL_HEADER} header; call through a handle`, { details: { service: name } });
+  const h = parseCallHeader(header);
+  if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
+  const metaHeader = headerOf(msg, META_HEADER);
+  const metadata = metaHeader ? parseMetadata(metaHeader) : NO_METADATA;
+  let args: unknown[] | undefined;
+  if (decodeArgs) {
+    const decoded = codec.decode<unknown>(msg.data);
+    if (!Array.isArray(decoded)) throw new CodecError(`malformed call to ${name}: the payload must be the encoded argument array`, { details: { service: name } });
+    // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
+    if (decoded.length > MAX_ARGS) throw new CodecError(`malformed call to ${name}: at most ${MAX_ARGS} arguments per call (got ${decoded.length}); pass an array instead`, { details: { service: name } });
+    args = decoded;
+  }
+  return new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args);
+}
+
+/**
+ * Why `method` may not be called on the service, or undefined when it may. `owned` false (an
+ * object served with registerInstance()): its lifecycle methods are its owner's alone.
+ */
+export function refuseMethod(name: string, method: string, methods: ReadonlySet<string>, owned: boolean): MethodNotFoundError | undefined {
+  if (methods.has(method)) return undefined;
+  const known = [...methods].sort();
+  if (!owned && OWNER_LIFECYCLE_METHODS.has(method)) {
+    return new MethodNotFoundError(
+      `${name}.${method}() is a lifecycle method of an object registered with registerInstance(): only its owner calls it, in its own process; callable: ${known.join(", ") || "no public methods"}`,
+      { details: { service: name, method, methods: known, lifecycle: true } },
+    );
+  }
+  return new MethodNotFoundError(
+    `${name} has no method "${brief(method, 100)}"; it has ${known.join(", ") || "no public methods"}`,
+    { details: { service: name, method: brief(method, 100), methods: known } },
+  );
+}

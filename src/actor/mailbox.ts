@@ -1,0 +1,225 @@
+import PQueue from "p-queue";
+import { runInCall } from "../call/index.ts";
+import { brief, createDeadlines, type BusConnection, type Inbound } from "../connection/index.ts";
+import { CallTimeoutError, CancelledError, OverloadedError, ServiceUnavailableError } from "../errors/index.ts";
+import { encodeErr, encodeOk } from "../reply/index.ts";
+import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
+import type { Subjects } from "../subjects/index.ts";
+import type { HostedCall } from "./hosted-call.ts";
+import type { ResolvedActorOptions } from "./options.ts";
+import type { Relay } from "./relay.ts";
+import type { StatsRecorder } from "./stats.ts";
+
+/**
+ * The calls a host has accepted: at most maxConcurrency run, at most maxPending wait; each gets
+ * exactly one reply. Queued calls cancelled by their callers never run; running ones see their
+ * signal fire on a cancel or at their deadline. A method that returns an async iterable streams
+ * and keeps its slot until the stream ends.
+ */
+export interface Mailbox {
+  /** Calls running now. */
+  readonly running: number;
+  /** Calls waiting to run (cancelled ones not counted). */
+  readonly queued: number;
+  /** Queues an accepted call, or answers it with OverloadedError when the mailbox is full. */
+  post(job: HostedCall): void;
+  /** Answers a call (once; later answers are dropped). */
+  reply(job: HostedCall, bytes: Uint8Array): void;
+  /** The caller of `callId` cancelled it. */
+  cancel(callId: string): void;
+  /** A message from the consumer of one of the streams this mailbox serves. */
+  onStreamControl(msg: Inbound): void;
+  /** Lets calls finish for up to `graceMs`, then fails the rest with ServiceUnavailableError. */
+  drain(graceMs: number): Promise<void>;
+}
+
+export interface MailboxParams {
+  conn: BusConnection;
+  subjects: Subjects;
+  name: string;
+  instanceId: string;
+  instance: object;
+  options: ResolvedActorOptions;
+  stats: StatsRecorder;
+  /** Set when the instance relays calls rather than running them. */
+  relay: Relay | undefined;
+  /** Sends a reply, never throwing (what could not be sent as is goes to the host's log). */
+  send(msg: Inbound, bytes: Uint8Array, subject: string): void;
+}
+
+export function createMailbox(p: MailboxParams): Mailbox {
+  const { conn, subjects, name, options, stats, relay, send } = p;
+  const { codec, transport } = conn;
+  const queue = new PQueue({ concurrency: options.maxConcurrency });
+  const live = new Map<string, HostedCall>(); // by call id
+  // Queued calls cancelled before they ran still sit in p-queue until it reaches them; they do
+  // not count against maxPending.
+  let cancelledQueued = 0;
+  let failing = false;
+  const target = p.instance as Record<string, (...a: unknown[]) => unknown>;
+  // A method that asked for its signal is aborted at its deadline; one shared timer for all.
+  const running = createDeadlines<HostedCall>((c) => {
+    if (!c.settled) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
+  });
+  const watchDeadline = (c: HostedCall) => {
+    const left = c.deadline - Date.now();
+    if (left <= 0) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
+    else running.add(c, left);
+  };
+
+  // nats.js writes to the socket one microtask after the first message it is given. Replies of
+  // calls that finish at different microtask depths (a mailbox runs them one after another)
+  // would each cost a write syscall; while other calls are in flight, replies wait for the end
+  // of this turn of the event loop and leave together. A lone call's reply leaves at once.
+  const outbox: [Inbound, Uint8Array][] = [];
+  let outboxFlush: ReturnType<typeof setImmediate> | undefined;
+  const flushOutbox = () => {
+    outboxFlush = undefined;
+    for (const [msg, bytes] of outbox.splice(0)) send(msg, bytes, "call");
+  };
+
+  const reply = (job: HostedCall, bytes: Uint8Array) => {
+    if (job.settled) return;
+    settle(job);
+    if (live.size === 0 && outbox.length === 0) return send(job.msg, bytes, "call");
+    outbox.push([job.msg, bytes]);
+    outboxFlush ??= setImmediate(flushOutbox);
+  };
+
+  const settle = (job: HostedCall) => {
+    job.settled = true;
+    if (live.get(job.callId) === job) live.delete(job.callId);
+    if (job.signalled) running.delete(job, Math.max(1, job.deadline - Date.now()));
+  };
+
+  const streams = new Map<string, HostStream>();
+  let nextStream = 0;
+
+  /**
+   * The method returned an async iterable: answer with where to pull from, then serve items
+   * within the caller's credit. The call holds its concurrency slot until the stream ends.
+   */
+  const serveStreamed = async (job: HostedCall, iterable: AsyncIterable<unknown>) => {
+    const id = (nextStream++).toString(36);
+    const stream = serveStream({
+      transport,
+      codec,
+      iterable,
+      subject: subjects.stream(p.instanceId, id),
+      signal: job.signal,
+      maxPayload: transport.maxPayload,
+      // The generator's body runs inside next(): give it the call's context there.
+      enter: (fn) => runInCall(job, fn),
+    });
+    streams.set(id, stream);
+    send(job.msg, codec.encode([2, subjects.stream(p.instanceId, id), DEFAULT_WINDOW, Math.max(1, job.deadline - Date.now())]), "call");
+    try {
+      await stream.done;
+    } finally {
+      streams.delete(id);
+      settle(job);
+    }
+  };
+
+  const invoke = (job: HostedCall): Promise<unknown> =>
+    relay ? relay(job, job.msg.data) : Promise.resolve(target[job.method]!(...job.args!));
+
+  const run = async (job: HostedCall) => {
+    if (job.settled) return;
+    if (job.cancelled) {
+      // The caller has its CancelledError already; nobody waits for a reply.
+      cancelledQueued--;
+      return settle(job);
+    }
+    if (failing) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+    // The caller gave up already: running the method would be wasted work. The answer still
+    // goes out (one small message) so that every request gets exactly one reply.
+    if (Date.now() > job.deadline) {
+      stats.expired();
+      return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
+        details: { service: name, method: job.method },
+      })));
+    }
+    job.started = true;
+    const t0 = performance.now();
+    let out: Uint8Array;
+    let failed = false;
+    try {
+      const value = await runInCall(job, () => invoke(job));
+      if (!relay && isAsyncIterable(value)) {
+        await serveStreamed(job, value);
+        stats.record(performance.now() - t0, false);
+        return;
+      }
+      out = relay ? (value as Uint8Array) : encodeOk(codec, value);
+      // A relayed reply is bytes: its first element says whether it carries an error.
+      failed = relay !== undefined && out[1] === 1;
+    } catch (err) {
+      // Either the method threw (a RemoteError for the caller) or its result cannot be encoded
+      // (a CodecError from encodeOk); neither is a failure of the host.
+      out = encodeErr(codec, err);
+      failed = true;
+      stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
+      return reply(job, out);
+    }
+    stats.record(performance.now() - t0, failed);
+    reply(job, out);
+  };
+
+  return {
+    get running() {
+      return queue.pending;
+    },
+    get queued() {
+      return queue.size - cancelledQueued;
+    },
+    post(job) {
+      const queued = queue.size - cancelledQueued;
+      if (queued >= options.maxPending && queue.pending >= options.maxConcurrency) {
+        stats.rejected();
+        return reply(job, encodeErr(codec, new OverloadedError(
+          `${name} is overloaded: ${queue.pending} running and ${queued} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
+          { details: { service: name, running: queue.pending, queued } },
+        )));
+      }
+      job.onSignal = watchDeadline;
+      live.set(job.callId, job);
+      queue.add(() => run(job)).catch(() => {});
+    },
+    reply,
+    cancel(callId) {
+      const job = live.get(callId);
+      if (!job || job.settled) return;
+      const err = new CancelledError(`the call to ${name}.${job.method} was cancelled by its caller`, { details: { service: name, method: job.method } });
+      if (!job.started) {
+        // Still queued: it never runs, and its place in maxPending is free now.
+        job.cancelled = true;
+        cancelledQueued++;
+        live.delete(job.callId);
+        stats.cancelled();
+        return;
+      }
+      job.abort(err);
+    },
+    onStreamControl(msg) {
+      const id = subjects.streamIdOf(msg.subject);
+      if (id !== undefined) streams.get(id)?.onControl(msg.data);
+    },
+    async drain(graceMs) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([queue.onIdle(), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      failing = true;
+      queue.clear();
+      const err = encodeErr(codec, new ServiceUnavailableError(`${name} stopped before the call finished`));
+      const stopped = new ServiceUnavailableError(`${name} stopped before the call finished`);
+      for (const job of [...live.values()]) {
+        job.abort(stopped); // ends its stream, if it streams
+        reply(job, err);
+      }
+      if (outboxFlush) clearImmediate(outboxFlush);
+      flushOutbox();
+      running.close();
+    },
+  };
+}

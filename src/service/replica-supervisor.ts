@@ -1,0 +1,291 @@
+import { nuid } from "@nats-io/transport-node";
+import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
+import type { BusConnection, Inbound, Subscription } from "../connection/index.ts";
+import { InvalidOptionsError, ReplicaCrashedError, type ServiceUnavailableError } from "../errors/index.ts";
+import { pingInstance } from "../registry/index.ts";
+import type { Subjects } from "../subjects/index.ts";
+import { closedError, notifyChange, type ControllerState } from "./controller-state.ts";
+import type { Launcher } from "./launchers.ts";
+import type { ModuleRef } from "./module-ref.ts";
+import type { ResolvedServiceOptions } from "./options.ts";
+import { placeReplica, type ReplicaPlacement } from "./placement.ts";
+import { errText, type Replica } from "./replica-state.ts";
+import type { LaunchContext, ReplicaRef } from "./types.ts";
+
+/** The statics of an Actor class the controller uses (the hooks may be overridden). */
+export interface LaunchableClass {
+  readonly name: string;
+  launch(ctx: LaunchContext): Promise<void>;
+  shutdown(target: unknown): Promise<void>;
+}
+
+/**
+ * Keeps a service's replicas running: starts them (through the class's launch hook), learns of
+ * deaths from exit events and heartbeats, fails the calls a dead replica held, and restarts it
+ * with backoff until maxRestarts.
+ */
+export interface ReplicaSupervisor {
+  /** Starts one incarnation of `r`, placed by `placement` or now; it is healthy once this resolves. */
+  startReplica(r: Replica, placement: ReplicaPlacement | undefined, attempt: number): Promise<void>;
+  /** A process of ours exited: a healthy replica died, or one being started failed. */
+  onProcExit(ev: ProcExitEvent): void;
+  /**
+   * A call found nobody on a replica's subject: calls avoid the replica until a heartbeat tells
+   * whether it died. Returns the call's error.
+   */
+  unreachable(r: Replica, generation: number, err: ServiceUnavailableError): Error;
+  /** Hears the exit events agents send about our processes. */
+  listen(): Subscription;
+  startHeartbeats(): void;
+  stopHeartbeats(): void;
+  /** Stops every replica (the class's shutdown hook, or its processes) and the launcher. */
+  stopAll(): Promise<void>;
+}
+
+export interface ReplicaSupervisorParams {
+  state: ControllerState;
+  conn: BusConnection;
+  subjects: Subjects;
+  namespace: string;
+  launcher: Launcher;
+  cls: LaunchableClass;
+  ref: ModuleRef;
+  options: ResolvedServiceOptions;
+  /** The service's constructor arguments (what ctx.spawn() passes when given none). */
+  args: unknown[];
+  controlTimeoutMs: number;
+}
+
+const REPLICA_REF = Symbol.for("actorbus.replicaRef");
+
+export function isReplicaRef(v: unknown): v is ReplicaRef {
+  return typeof v === "object" && v !== null && (v as Record<symbol, unknown>)[REPLICA_REF] === true;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupervisor {
+  const { state: s, conn, subjects, launcher, cls, options: o, controlTimeoutMs } = p;
+  const { name, replicas } = s;
+  const req = { procs: o.procs, hosts: o.hosts, withGpus: o.withGpus };
+  const procOwner = new Map<string, Replica>();
+  let healthTimer: NodeJS.Timeout | undefined;
+
+  const crashError = (r: Replica, reason: string) =>
+    new ReplicaCrashedError(`replica ${r.index} of "${name}" crashed (${reason}); the call may or may not have run`, {
+      details: { service: name, replica: r.index, reason },
+    });
+
+  const stopProcs = async (procs: ProcInfo[], graceMs: number) => {
+    const byHost = new Map<string, string[]>();
+    for (const pr of procs) {
+      let ids = byHost.get(pr.hostId);
+      if (!ids) byHost.set(pr.hostId, (ids = []));
+      ids.push(pr.procId);
+    }
+    await Promise.all([...byHost].map(([hostId, ids]) => launcher.stop(hostId, ids, graceMs).catch(() => {})));
+  };
+
+  const replicaFailed = (r: Replica, generation: number, reason: string) => {
+    if (r.generation !== generation || r.state !== "healthy") return;
+    r.generation++;
+    r.suspect = false;
+    r.missed = 0;
+    r.state = "recovering";
+    r.lastError = reason;
+    r.sessions = 0; // their state died with the process: sessions learn it on their next call
+    const err = crashError(r, reason);
+    for (const f of [...r.inflight]) f.fail(err);
+    const survivors = r.procs;
+    r.procs = [];
+    r.subjects = [];
+    void stopProcs(survivors, 0);
+    if (Date.now() - r.healthySince >= o.stableMs) r.restarts = 0;
+    notifyChange(s);
+    void restartLoop(r);
+  };
+
+  const restartLoop = async (r: Replica) => {
+    while (s.state === "running") {
+      if (r.restarts >= o.maxRestarts) {
+        r.state = "failed";
+        notifyChange(s);
+        return;
+      }
+      const delay = Math.min(o.maxBackoffMs, o.restartBackoffMs * 2 ** r.restarts);
+      r.restarts++;
+      r.totalRestarts++;
+      await sleep(delay);
+      if (s.state !== "running") return;
+      try {
+        await startReplica(r, undefined, r.totalRestarts);
+        return;
+      } catch (err) {
+        if (s.state !== "running") return;
+        r.state = "recovering";
+        r.lastError = `restart failed: ${errText(err)}`;
+      }
+    }
+  };
+
+  const onProcExit = (ev: ProcExitEvent) => {
+    const r = procOwner.get(ev.procId);
+    procOwner.delete(ev.procId);
+    if (!r) return;
+    const why = `process ${ev.pid} on ${ev.hostId} exited with ${ev.signal ?? `code ${ev.code}`}`;
+    if (r.state === "healthy" && r.groupId === ev.groupId) replicaFailed(r, r.generation, why);
+    else r.startFailure.set(ev.groupId, why);
+  };
+
+  const startReplica = async (r: Replica, placement: ReplicaPlacement | undefined, attempt: number) => {
+    const where = placement ?? placeReplica(await launcher.capacity(), req, `replica ${r.index} of "${name}"`, r.hosts);
+    let spawned: ProcInfo[] | undefined;
+    let groupId = "";
+    const ctx: LaunchContext = {
+      service: name,
+      namespace: p.namespace,
+      replicaIndex: r.index,
+      attempt,
+      options: { ...o, services: undefined } as LaunchContext["options"],
+      args: p.args,
+      placement: where,
+      async spawn(args = p.args) {
+        if (groupId) throw new InvalidOptionsError(`${cls.name}.launch() called ctx.spawn() twice for one replica`);
+        groupId = nuid.next();
+        const specFor = (rank: number): ProcSpec => ({
+          namespace: p.namespace,
+          service: name,
+          controllerId: s.controllerId,
+          groupId,
+          procId: `${groupId}-${rank}`,
+          rank,
+          size: o.procs,
+          moduleUrl: p.ref.moduleUrl,
+          exportName: p.ref.exportName,
+          args: [...args],
+          actor: { maxConcurrency: o.maxConcurrency, maxPending: o.maxPending, timeoutMs: o.timeoutMs, drainTimeoutMs: o.drainTimeoutMs },
+          queueGroup: o.routing === "queue-group",
+          gpu: o.withGpus,
+          env: o.env,
+          label: `${name}#${r.index}.${rank}`,
+        });
+        for (const h of where) for (const rank of h.ranks) procOwner.set(`${groupId}-${rank}`, r);
+        const results = await Promise.allSettled(where.map((h) => launcher.spawn(h.hostId, h.ranks.map(specFor), o.startTimeoutMs)));
+        const started = results.flatMap((x) => (x.status === "fulfilled" ? x.value : []));
+        const failed = results.find((x) => x.status === "rejected") as PromiseRejectedResult | undefined;
+        if (failed) {
+          await stopProcs(started, 0);
+          throw failed.reason;
+        }
+        spawned = started.sort((a, b) => a.rank - b.rank);
+      },
+    };
+    try {
+      await cls.launch(ctx);
+      if (!spawned) throw new InvalidOptionsError(`${cls.name}.launch() returned without calling ctx.spawn(): the replica has no processes`);
+      const died = r.startFailure.get(groupId);
+      if (died) throw new ReplicaCrashedError(`replica ${r.index} of "${name}" died while starting: ${died}`);
+      if (s.state !== "running") throw closedError(s);
+    } catch (err) {
+      if (spawned) await stopProcs(spawned, 0);
+      r.startFailure.delete(groupId);
+      throw err;
+    }
+    r.startFailure.clear();
+    r.groupId = groupId;
+    r.procs = spawned;
+    r.subjects = spawned.map((x) => subjects.replica(groupId, x.rank));
+    r.hosts = [...new Set(spawned.map((x) => x.hostId))];
+    r.state = "healthy";
+    r.healthySince = Date.now();
+    notifyChange(s);
+  };
+
+  // The backstop to exit events: a process that left NATS (its agent died with it, or the event
+  // was lost) shows up as no-responders on its instance subject. Two misses in a row make a
+  // death, so a process reconnecting to NATS is not killed for one unlucky ping.
+  const probe = (r: Replica) => {
+    if (r.state !== "healthy" || r.pinging) return;
+    r.pinging = true;
+    const gen = r.generation;
+    const procs = r.procs;
+    Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
+      .then((states) => {
+        if (r.generation !== gen) return;
+        const dead = states.findIndex((st) => st === "dead");
+        if (dead < 0) {
+          r.missed = 0;
+          if (r.suspect) {
+            r.suspect = false;
+            notifyChange(s);
+          }
+          return;
+        }
+        if (++r.missed >= 2) replicaFailed(r, gen, `process ${procs[dead]!.pid} on ${procs[dead]!.hostId} stopped answering heartbeats`);
+        else if (r.suspect) setTimeout(() => probe(r), 250).unref();
+      })
+      .finally(() => (r.pinging = false));
+  };
+  const heartbeat = () => {
+    for (const r of replicas) probe(r);
+  };
+
+  const unreachable = (r: Replica, gen: number, err: ServiceUnavailableError): Error => {
+    // No responders on a replica's own subject: its process is gone (the exit event is on its
+    // way) or reconnecting to NATS. Route around it until a heartbeat tells which.
+    if (r.generation === gen && r.state === "healthy" && !r.suspect) {
+      r.suspect = true;
+      probe(r);
+    }
+    return crashError(r, `nobody listens on ${(err.details.subject as string) ?? "its subject"}: process gone or disconnected`);
+  };
+
+  const replicaRef = (r: Replica): ReplicaRef => {
+    const procs = r.procs;
+    return {
+      [REPLICA_REF]: true,
+      service: name,
+      index: r.index,
+      hosts: [...r.hosts],
+      pids: procs.map((x) => x.pid),
+      stop: (graceMs = o.drainTimeoutMs) => stopProcs(procs, graceMs),
+    } as ReplicaRef;
+  };
+
+  return {
+    startReplica,
+    onProcExit,
+    unreachable,
+    listen: () =>
+      conn.transport.subscribe(subjects.events(s.controllerId), (msg: Inbound) => {
+        try {
+          onProcExit(conn.codec.decode<ProcExitEvent>(msg.data));
+        } catch {
+          // not an event of ours
+        }
+      }),
+    startHeartbeats() {
+      healthTimer = setInterval(heartbeat, o.healthIntervalMs);
+      healthTimer.unref();
+    },
+    stopHeartbeats: () => clearInterval(healthTimer),
+    async stopAll() {
+      await Promise.all(
+        replicas.map(async (r) => {
+          if (r.procs.length === 0) return;
+          try {
+            await cls.shutdown(replicaRef(r));
+          } catch {
+            await stopProcs(r.procs, 0);
+          }
+        }),
+      );
+      await launcher.close(o.drainTimeoutMs);
+      for (const r of replicas) {
+        r.state = "stopped";
+        r.procs = [];
+        r.subjects = [];
+      }
+    },
+  };
+}

@@ -1,0 +1,413 @@
+import { nuid } from "@nats-io/transport-node";
+import { requestCall, type HostedCall, type OutgoingCall, type Relay } from "../actor/index.ts";
+import { callSettings, createCallIds, type ResolvedCallOptions } from "../call/index.ts";
+import type { Codec } from "../codec/index.ts";
+import { abortError, type BusConnection } from "../connection/index.ts";
+import { CallTimeoutError, ClosedError, OverloadedError, ReplicaCrashedError, ServiceUnavailableError } from "../errors/index.ts";
+import { unwrapReply } from "../reply/index.ts";
+import { materialize } from "../stream/index.ts";
+import type { Subjects } from "../subjects/index.ts";
+import { closedError, describeStates, type ControllerState } from "./controller-state.ts";
+import { SessionLostError } from "./errors.ts";
+import type { ResolvedServiceOptions } from "./options.ts";
+import { errText, type Inflight, type Replica } from "./replica-state.ts";
+import { ANY_CALL, createRouter, NO_METADATA, SESSION_CALL, type RouteRequest } from "./router.ts";
+
+export interface SessionState {
+  readonly id: string;
+  readonly rebind: boolean;
+  replica: Replica | undefined;
+  generation: number;
+  closed: boolean;
+}
+
+export interface RouteOptions {
+  session?: SessionState;
+  ranks?: boolean;
+  /** Per-call options bound with withOptions() on the proxy, a session or an endpoint. */
+  call?: ResolvedCallOptions;
+}
+
+/**
+ * The calls of a service on their way to its replicas: from the service proxy, sessions and
+ * endpoint forms, and relayed from its registry face. Picks a replica (the router), waits for
+ * one within the call's deadline while replicas start, keeps sessions on theirs, retries on
+ * another after a crash (never past the deadline), or leaves the pick to a NATS queue group.
+ */
+export interface RoutedCalls {
+  call(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown>;
+  fanout(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]>;
+  /** The registry face's calls: their bytes go to a replica and the reply's bytes come back. */
+  relay: Relay;
+  openSession(rebind: boolean): SessionState;
+  closeSession(s: SessionState): void;
+  /** Lets the calls in flight finish for up to drainTimeoutMs, then fails the rest. */
+  drain(): Promise<void>;
+}
+
+export interface RoutedCallsParams {
+  state: ControllerState;
+  conn: BusConnection;
+  subjects: Subjects;
+  options: ResolvedServiceOptions;
+  recordMethod(method: string, t0: number, err?: unknown): void;
+  /** What a call that found nobody on a replica's subject fails with (and what it does to the replica). */
+  unreachable(r: Replica, generation: number, err: ServiceUnavailableError): Error;
+}
+
+/** One call on its way to a replica: encoded once, whatever the attempts and targets. */
+interface Outgoing extends OutgoingCall {
+  /** The decoded arguments, for routers that read the call (undefined when relayed). */
+  args: unknown[] | undefined;
+  payload: Uint8Array;
+  metadata: Readonly<Record<string, string>>;
+  /** Relayed from the registry face: the reply goes back as bytes. */
+  raw: boolean;
+  idleTimeoutMs: number | undefined;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
+  const { state: s, conn, subjects, options: o, recordMethod, unreachable } = p;
+  const { name, replicas } = s;
+  const { codec, transport } = conn;
+  const capacity = o.maxConcurrency + o.maxPending;
+  let waiting = 0;
+
+  const waitForChange = (deadline: number, what: string, signal: AbortSignal | undefined) =>
+    new Promise<void>((resolve, reject) => {
+      const timedOut = () => new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } });
+      const left = deadline - Date.now();
+      if (left <= 0) return reject(timedOut());
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        s.changeWaiters.delete(onChange);
+        signal?.removeEventListener("abort", onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onChange = () => done();
+      const onAbort = () => done(abortError(signal!, subjects.call(name)));
+      const timer = setTimeout(() => done(timedOut()), left);
+      s.changeWaiters.add(onChange);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+
+  const overloaded = () => {
+    const busy = replicas.filter((r) => r.state === "healthy" && !r.suspect).map((r) => r.outstanding);
+    return new OverloadedError(
+      `every replica of "${name}" is saturated (${busy.join(", ")} outstanding; maxConcurrency ${o.maxConcurrency} + maxPending ${o.maxPending} each); retry with backoff or add replicas`,
+      { details: { service: name, outstanding: busy, capacity } },
+    );
+  };
+
+  const unavailable = () =>
+    new ServiceUnavailableError(`no replica of "${name}" can take calls: ${describeStates(s)}`, { details: { service: name } });
+
+  /** Waits (bounded by the deadline and the call's signal) while replicas are starting or restarting. */
+  const awaitReplica = async (out: Outgoing, choose: () => Replica | undefined): Promise<Replica> => {
+    for (;;) {
+      if (s.state !== "running") throw closedError(s);
+      if (out.signal?.aborted) throw abortError(out.signal, subjects.call(name));
+      const r = choose();
+      if (r) return r;
+      if (replicas.some((x) => x.state === "healthy" && !x.suspect)) throw overloaded();
+      // Worth waiting for: replicas (re)starting, or reachable again after a NATS reconnect.
+      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering" || (x.state === "healthy" && x.suspect))) throw unavailable();
+      if (waiting >= o.numReplicas * Math.max(1, capacity)) throw overloaded();
+      waiting++;
+      try {
+        await waitForChange(out.deadline, describeStates(s), out.signal);
+      } finally {
+        waiting--;
+      }
+    }
+  };
+
+  const router = createRouter<Replica>(o.router, { capacity, usable: (r) => r.state === "healthy" && !r.suspect });
+  const routeRequest = (out: Outgoing, session: boolean): RouteRequest =>
+    router.readsCall ? { method: out.method, args: out.args ?? [], metadata: out.metadata, session } : session ? SESSION_CALL : ANY_CALL;
+  const pick = (out: Outgoing, session = false) => router.pick(replicas, routeRequest(out, session));
+
+  const sessionLost = (ss: SessionState, r: Replica) =>
+    new SessionLostError(
+      `session ${ss.id} was bound to replica ${r.index} of "${name}", which died (${r.lastError || "stopped"}): the state it held is lost; start a new session, or open sessions with { rebind: true }`,
+      { details: { service: name, session: ss.id, replica: r.index } },
+    );
+
+  const sessionReplica = async (ss: SessionState, out: Outgoing): Promise<Replica> => {
+    if (ss.closed) throw new ClosedError(`session ${ss.id} of "${name}" has ended`);
+    const bound = ss.replica;
+    if (bound) {
+      if (bound.generation === ss.generation && bound.state === "healthy") {
+        if (bound.outstanding >= capacity) throw overloaded();
+        return bound;
+      }
+      if (!ss.rebind) throw sessionLost(ss, bound);
+      if (bound.generation === ss.generation) bound.sessions--;
+      ss.replica = undefined;
+    }
+    const r = await awaitReplica(out, () => pick(out, true));
+    // Another call of this session may have bound it while we waited.
+    if (ss.replica) return sessionReplica(ss, out);
+    ss.replica = r;
+    ss.generation = r.generation;
+    r.sessions++;
+    return r;
+  };
+
+  /**
+   * Sends the call to every process of the replica (rank 0's reply is the result). The same
+   * encoded arguments and call id go to each: a cancel reaches whichever holds it.
+   */
+  const sendTo = (r: Replica, out: Outgoing, allRanks: boolean): Promise<unknown> => {
+    const targets = r.subjects;
+    return new Promise<unknown>((resolve, reject) => {
+      const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, unreachable);
+      if (targets.length === 1) {
+        requestCall(transport, subjects, targets[0]!, out.payload, out).then(
+          (b) => c.reply(b),
+          (e) => c.error(e),
+        );
+      } else {
+        Promise.all(targets.map((t) => requestCall(transport, subjects, t, out.payload, out))).then(
+          (bs) => c.replies(bs),
+          (e) => c.error(e),
+        );
+      }
+    });
+  };
+
+  /** A streaming method's opening becomes the caller's pulling iterator (relays pass it on as bytes). */
+  const succeeded = (out: Outgoing, t0: number, v: unknown): unknown => {
+    recordMethod(out.method, t0);
+    return out.raw ? v : materialize(v, transport, codec, `${name}.${out.method}`, out.signal, out.idleTimeoutMs);
+  };
+
+  /**
+   * After a crash of the replica that had the call: another attempt, or the caller's error.
+   * A retry never starts once the caller's deadline has passed or its signal fired.
+   */
+  const afterFailure = (err: unknown, r: Replica, out: Outgoing, opts: RouteOptions | undefined, t0: number, retries: number): Promise<unknown> => {
+    if (err instanceof ReplicaCrashedError && s.state === "running") {
+      const ss = opts?.session;
+      if (ss && !ss.rebind) {
+        // The session's state is gone only if its replica really died (not merely unreachable).
+        if (ss.replica === r && (r.generation !== ss.generation || r.state !== "healthy")) err = sessionLost(ss, r);
+      } else if (retries < o.maxTaskRetries && Date.now() < out.deadline && !out.signal?.aborted) {
+        return attempt(out, opts, t0, retries + 1);
+      }
+    }
+    recordMethod(out.method, t0, err);
+    return Promise.reject(err);
+  };
+
+  const attempt = async (out: Outgoing, opts: RouteOptions | undefined, t0: number, retries: number): Promise<unknown> => {
+    let r: Replica;
+    try {
+      r = opts?.session ? await sessionReplica(opts.session, out) : await awaitReplica(out, () => pick(out));
+    } catch (err) {
+      recordMethod(out.method, t0, err);
+      throw err;
+    }
+    return sendTo(r, out, opts?.ranks === true).then(
+      (v) => succeeded(out, t0, v),
+      (err) => afterFailure(err, r, out, opts, t0, retries),
+    );
+  };
+
+  const nextCallId = createCallIds();
+
+  /** A call from this process (service proxy, session, endpoint form): arguments encoded once. */
+  const outgoing = (method: string, args: unknown[], opts: RouteOptions | undefined): Outgoing => {
+    const st = callSettings(o.timeoutMs, opts?.call);
+    return {
+      method,
+      args,
+      payload: codec.encode(args),
+      callId: nextCallId(),
+      deadline: st.deadline,
+      meta: st.meta,
+      metadata: opts?.call?.metadata ?? NO_METADATA,
+      signal: st.signal,
+      raw: false,
+      idleTimeoutMs: opts?.call?.idleTimeoutMs,
+    };
+  };
+
+  /**
+   * A call relayed from the service's registry face: its bytes, call id, deadline, metadata and
+   * cancellation pass on untouched; the reply bytes go back the same way.
+   */
+  const relayed = (job: HostedCall, payload: Uint8Array): Outgoing => ({
+    method: job.method,
+    args: undefined,
+    payload,
+    callId: job.callId,
+    deadline: job.deadline,
+    meta: job.metaHeader || undefined,
+    metadata: job.metadata,
+    signal: job.signal,
+    raw: true,
+    idleTimeoutMs: undefined,
+  });
+
+  // The common case (a healthy replica with room, no session, a built-in router) stays
+  // synchronous up to the request: no extra promise hops in the path every call takes.
+  const route = (out: Outgoing, opts?: RouteOptions): Promise<unknown> => {
+    if (s.state !== "running") return Promise.reject(closedError(s));
+    const t0 = performance.now();
+    const r = opts?.session || router.readsCall ? undefined : pick(out);
+    if (!r) return attempt(out, opts, t0, 0);
+    return sendTo(r, out, opts?.ranks === true).then(
+      (v) => succeeded(out, t0, v),
+      (err) => afterFailure(err, r, out, opts, t0, 0),
+    );
+  };
+
+  const call = (method: string, args: unknown[], opts?: RouteOptions): Promise<unknown> => {
+    let out: Outgoing;
+    try {
+      out = outgoing(method, args, opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return route(out, opts);
+  };
+
+  // Queue-group routing: NATS picks a replica. No per-replica accounting, so a crash cannot
+  // fail its calls early: they run into their deadlines (the benchmark's comparison).
+  const sendQueueGroup = async (out: Outgoing): Promise<unknown> => {
+    if (s.state !== "running") throw closedError(s);
+    const t0 = performance.now();
+    try {
+      const bytes = await requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, out);
+      return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, bytes));
+    } catch (err) {
+      recordMethod(out.method, t0, err);
+      throw err;
+    }
+  };
+  const viaQueueGroup = (opts: RouteOptions | undefined) => o.routing === "queue-group" && !opts?.session && !opts?.ranks;
+
+  const fanout = async (method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]> => {
+    if (s.state !== "running") throw closedError(s);
+    const t0 = performance.now();
+    const out = outgoing(method, args, opts);
+    try {
+      await awaitReplica(out, () => replicas.find((r) => r.state === "healthy"));
+      const healthy = replicas.filter((r) => r.state === "healthy");
+      const results = await Promise.all(healthy.map((r) => sendTo(r, out, false)));
+      recordMethod(method, t0);
+      return results;
+    } catch (err) {
+      recordMethod(method, t0, err);
+      throw err;
+    }
+  };
+
+  return {
+    call: (m, a, opts) => {
+      if (!viaQueueGroup(opts)) return call(m, a, opts);
+      try {
+        return sendQueueGroup(outgoing(m, a, opts));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    },
+    fanout,
+    relay: (job, payload) => {
+      const out = relayed(job, payload);
+      return (viaQueueGroup(undefined) ? sendQueueGroup(out) : route(out)) as Promise<Uint8Array>;
+    },
+    openSession: (rebind) => ({ id: nuid.next(), rebind, replica: undefined, generation: -1, closed: false }),
+    closeSession(ss) {
+      if (ss.closed) return;
+      ss.closed = true;
+      if (ss.replica && ss.replica.generation === ss.generation) ss.replica.sessions--;
+      ss.replica = undefined;
+    },
+    async drain() {
+      const inflight = () => replicas.reduce((n, r) => n + r.inflight.size, 0);
+      const end = Date.now() + o.drainTimeoutMs;
+      while (inflight() > 0 && Date.now() < end) await sleep(5);
+      const late = new ServiceUnavailableError(`service "${name}" shut down before the call finished`, { details: { service: name } });
+      for (const r of replicas) for (const f of [...r.inflight]) f.fail(late);
+    },
+  };
+}
+
+/**
+ * One call in flight to one replica. A class rather than closures: the call path allocates one
+ * object per call instead of half a dozen functions (and their names, under tsx).
+ */
+class RoutedCall implements Inflight {
+  private done = false;
+  private readonly t0 = performance.now();
+  private readonly gen: number;
+
+  constructor(
+    private readonly r: Replica,
+    private readonly codec: Codec,
+    private readonly allRanks: boolean,
+    /** Relayed calls: the reply bytes go back as they came, never decoded here. */
+    private readonly raw: boolean,
+    private readonly resolve: (v: unknown) => void,
+    private readonly reject: (e: unknown) => void,
+    private readonly onUnavailable: (r: Replica, gen: number, err: ServiceUnavailableError) => Error,
+  ) {
+    this.gen = r.generation;
+    r.outstanding++;
+    r.inflight.add(this);
+  }
+
+  private settle(err: unknown, value?: unknown, remoteFailure = false): void {
+    if (this.done) return;
+    this.done = true;
+    const r = this.r;
+    r.inflight.delete(this);
+    r.outstanding--;
+    const ms = performance.now() - this.t0;
+    if (err !== undefined) {
+      r.stats.record(ms, true, errText(err));
+      this.reject(err);
+    } else {
+      r.stats.record(ms, remoteFailure);
+      this.resolve(value);
+    }
+  }
+
+  fail(err: Error): void {
+    this.settle(err);
+  }
+
+  reply(bytes: Uint8Array): void {
+    if (this.raw) {
+      // [1, error] encodes as 0x92 0x01: the replica's stats count it without a decode.
+      this.settle(undefined, bytes, bytes[1] === 1);
+      return;
+    }
+    let v: unknown;
+    try {
+      v = unwrapReply<unknown>(this.codec, bytes);
+    } catch (e) {
+      return this.settle(e);
+    }
+    this.settle(undefined, this.allRanks ? [v] : v);
+  }
+
+  replies(all: Uint8Array[]): void {
+    const vs: unknown[] = [];
+    try {
+      for (const b of all) vs.push(unwrapReply<unknown>(this.codec, b));
+    } catch (e) {
+      return this.settle(e);
+    }
+    this.settle(undefined, this.allRanks ? vs : vs[0]);
+  }
+
+  error(err: unknown): void {
+    this.settle(err instanceof ServiceUnavailableError ? this.onUnavailable(this.r, this.gen, err) : err);
+  }
+}
