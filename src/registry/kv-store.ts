@@ -39,7 +39,8 @@ const CLUSTER_NOT_AVAILABLE = 10008;
 const NOT_ENABLED_FOR_ACCOUNT = 10039;
 const NOT_ENABLED = 10076;
 const STREAM_OFFLINE = 10118;
-const NO_MESSAGE_FOUND = 10057;
+/** A message delete that failed; "no message found" when a newer value already replaced it. */
+const MSG_DELETE_FAILED = 10057;
 
 // The KV protocol's headers (ADR-8): a purge marker is an empty message with these, which is
 // what @nats-io/kv's purge() sends. Sent here directly because its ack carries the marker's
@@ -160,7 +161,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
   let timer: ReturnType<typeof setTimeout> | undefined;
   let sweeping = false;
 
-  const forgetMarker = (subject: string, seq: number, due: number, attempts = 0) => {
+  const schedulePurge = (subject: string, seq: number, due: number, attempts = 0) => {
     const known = markers.get(subject);
     if (known && known.seq >= seq) return;
     markers.delete(subject); // re-inserted at the end: the map stays roughly in due order
@@ -186,7 +187,8 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
         await jsm.streams.deleteMessage(stream, seq, false);
         return;
       } catch (err) {
-        if (err instanceof JetStreamApiError && err.code === NO_MESSAGE_FOUND) return; // replaced by a newer value already
+        const gone = err instanceof JetStreamApiError && (err.code === MSG_DELETE_FAILED || err.code === JetStreamApiCodes.NoMessageFound) && /no message found/i.test(err.message);
+        if (gone) return; // a newer value of the key replaced it already
         if (!/permission/i.test(String((err as Error)?.message))) throw err;
         canDelete = false;
       }
@@ -208,7 +210,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
             try {
               await removeMarker(subject, mk.seq);
             } catch {
-              if (mk.attempts + 1 < SWEEP_ATTEMPTS && !nc.isClosed()) forgetMarker(subject, mk.seq, Date.now() + graceMs, mk.attempts + 1);
+              if (mk.attempts + 1 < SWEEP_ATTEMPTS && !nc.isClosed()) schedulePurge(subject, mk.seq, Date.now() + graceMs, mk.attempts + 1);
             }
           }),
         );
@@ -237,7 +239,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
         if (!e) return undefined;
         if (e.operation !== "PUT") {
           // A marker whose purge was lost (its writer exited, say): purge it now it is seen.
-          forgetMarker(prefix + key, e.revision, e.created.getTime() + graceMs);
+          schedulePurge(prefix + key, e.revision, e.created.getTime() + graceMs);
           return undefined;
         }
         return { key, value: e.value, revision: e.revision };
@@ -250,7 +252,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
         if (expectRevision !== undefined) h.set(EXPECTED_LAST_SUBJECT_SEQ, String(expectRevision));
         try {
           const ack = await js.publish(prefix + key, new Uint8Array(0), { headers: h });
-          forgetMarker(prefix + key, ack.seq, Date.now() + graceMs);
+          schedulePurge(prefix + key, ack.seq, Date.now() + graceMs);
           return true;
         } catch (err) {
           if (isConflict(err)) return false;

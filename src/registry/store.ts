@@ -27,6 +27,10 @@ export interface RegistryStore {
   get(key: string): Promise<StoreEntry | undefined>;
   /** With `expectRevision`, deletes only if the key is still at that revision (false otherwise). */
   delete(key: string, expectRevision?: number): Promise<boolean>;
+  /**
+   * Keys matching `filter`. On NATS it may still list a key deleted in the last few seconds
+   * (its delete marker waits for watches to see it before it is purged): get() is the truth.
+   */
   keys(filter: string): Promise<string[]>;
   watch(filter: string, includeExisting: boolean): Promise<StoreWatch>;
 }

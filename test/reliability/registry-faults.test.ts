@@ -89,6 +89,26 @@ describe("registry faults (issue 16, items 1 and 3)", function () {
     });
   });
 
+  describe("a server whose account has no JetStream", () => {
+    let server: NatsServerProcess;
+    before(async () => {
+      server = await startNatsServer({
+        config: "accounts {\n  WITH_JS: { jetstream: enabled, users: [{ user: a, password: a }] }\n  NO_JS: { users: [{ user: b, password: b }] }\n}\n",
+      });
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it("getServices fails with JetStreamNotEnabledError naming the account setting", async () => {
+      const { err } = await failure(getServices({ servers: server.url, namespace: uniqueNamespace(), user: "b", pass: "b", devServer: "never" }));
+      expect(err).to.be.instanceOf(JetStreamNotEnabledError);
+      expect(err.message).to.contain("not enabled for this NATS account").and.contain("jetstream: enabled");
+      const ok = await getServices({ servers: server.url, namespace: uniqueNamespace(), user: "a", pass: "a", devServer: "never" });
+      await ok.close();
+    });
+  });
+
   describe("a 2-node cluster", () => {
     let cluster: NatsCluster;
     before(async () => {
