@@ -33,7 +33,7 @@ export type { Logger, RateLimitedLogger, RateLimitOptions } from "./connection/i
 
 // Codec
 export { createCodec } from "./codec/index.ts";
-export type { Codec } from "./codec/index.ts";
+export type { Codec, CodecOptions } from "./codec/index.ts";
 
 // Errors
 export {
@@ -57,6 +57,8 @@ export {
   PlacementError,
   ModuleNotAllowedError,
   CancelledError,
+  JetStreamNotEnabledError,
+  RegistryError,
 } from "./errors/index.ts";
 export type { WireError } from "./errors/index.ts";
 

@@ -33,7 +33,7 @@ export interface HandleParams {
    * Turns "nobody listens" into the most useful error (e.g. ServiceNotFoundError when the name
    * is not registered at all); called only on that failure.
    */
-  explainUnavailable?: (err: ServiceUnavailableError) => Promise<ActorBusError>;
+  explainUnavailable?: (err: ServiceUnavailableError, deadline: number) => Promise<ActorBusError>;
   /** Per-call options bound by withOptions(). */
   callOptions?: ResolvedCallOptions;
 }
@@ -82,13 +82,14 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     return streamable(
       requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal }).then(
         (bytes) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs),
-        explain,
+        (err) => explain(err, s.deadline),
       ),
     );
   };
 
-  const explain = async (err: unknown): Promise<never> => {
-    if (err instanceof ServiceUnavailableError && p.explainUnavailable) throw await p.explainUnavailable(err);
+  // Asking the registry why nobody listens happens within what is left of the call's deadline.
+  const explain = async (err: unknown, deadline: number): Promise<never> => {
+    if (err instanceof ServiceUnavailableError && p.explainUnavailable) throw await p.explainUnavailable(err, deadline);
     throw err;
   };
 

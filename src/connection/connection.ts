@@ -107,7 +107,8 @@ function explainConnectError(err: unknown, rawUrls: string[], attempt: ConnectAt
 /** Wraps an existing nats.js connection (the caller keeps ownership of `nc` unless closing us). */
 export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerProcess): BusConnection {
   const mux = createRequestMux(nc);
-  const codec = createCodec();
+  // Values over the server's limit are refused before the work of encoding them.
+  const codec = createCodec({ maxPayload: () => nc.info?.max_payload ?? 1024 * 1024 });
   const hooks = new Set<() => Promise<void>>();
   let closing: Promise<void> | undefined;
 

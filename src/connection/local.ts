@@ -155,7 +155,7 @@ export function localConnection(bus: LocalBus): BusConnection {
     backend: "local",
     nc: undefined,
     transport: guarded,
-    codec: createCodec(),
+    codec: createCodec({ maxPayload: LOCAL_MAX_PAYLOAD }),
     serverVersion: "local",
     clustered: false,
     devServerUrl: undefined,

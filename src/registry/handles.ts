@@ -117,7 +117,7 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
       timeoutMs,
       // Only reads the registry, bounded by the call's deadline (the handle may pass it; a
       // no-responders reply comes back at once, so the whole deadline is left otherwise).
-      explainUnavailable: (err: ServiceUnavailableError, deadline?: number) => explainUnavailable(name, err, deadline ?? Date.now() + timeoutMs),
+      explainUnavailable: (err: ServiceUnavailableError, deadline: number) => explainUnavailable(name, err, deadline),
     });
 
   /** The record of a live service and the deadline its handle gets; ServiceNotFoundError otherwise. */

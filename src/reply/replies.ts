@@ -1,4 +1,5 @@
 import type { Codec } from "../codec/index.ts";
+import { brief } from "../connection/log.ts";
 import { CodecError, errorFromWire, errorToWire, type WireError } from "../errors/index.ts";
 import { StreamOpening } from "../stream/frames.ts";
 
@@ -19,7 +20,8 @@ export function encodeErr(codec: Codec, err: unknown): Uint8Array {
   try {
     return codec.encode([1, w]);
   } catch {
-    return codec.encode([1, { code: w.code, name: w.name, message: String(w.message), retryable: w.retryable }]);
+    // Shortened: a message near the payload limit must not make the fallback throw too.
+    return codec.encode([1, { code: w.code, name: w.name, message: brief(w.message, 4_000), retryable: w.retryable }]);
   }
 }
 
