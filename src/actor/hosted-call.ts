@@ -40,9 +40,16 @@ export class HostedCall implements CallContext {
     return this.controller !== undefined;
   }
 
+  /**
+   * A cheaper listener than the signal for code that only relays the call: told once, when the
+   * call is aborted, without an AbortController being made.
+   */
+  onAbort: ((reason: Error) => void) | undefined;
+
   abort(reason: Error): void {
     if (this.abortReason) return;
     this.abortReason = reason;
     this.controller?.abort(reason);
+    this.onAbort?.(reason);
   }
 }

@@ -13,7 +13,8 @@ const HELP = `actorbus — services and actors on NATS
                                                         call a method, print the JSON result
   actorbus reset  --namespace N                         stop every service of a namespace
   actorbus status [--namespace N] [--json]              services with replicas, hosts, state, latency; agents
-  actorbus agent  [--host-id ID] [--cpus N] [--gpus N]  run a host agent that starts replica processes
+  actorbus agent  [--host-id ID] [--cpus N] [--gpus N|0,2,5,7]
+                                                        run a host agent that starts replica processes
 
 Common: --servers URL (default NATS_URL, then nats://127.0.0.1:4222), --creds FILE,
 --inbox-prefix P (a tenant's own reply prefix, e.g. _INBOX_team_a; or NATS_INBOX_PREFIX).

@@ -59,6 +59,8 @@ export interface RoutedCallsParams {
 interface Outgoing extends OutgoingCall {
   /** The decoded arguments, for routers that read the call (undefined when relayed). */
   args: unknown[] | undefined;
+  /** The call this one relays: its cancellation is passed on to wherever this one goes. */
+  relayedFrom?: HostedCall;
   payload: Uint8Array;
   metadata: Readonly<Record<string, string>>;
   /** Relayed from the registry face: the reply goes back as bytes. */
@@ -163,6 +165,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
    */
   const sendTo = (r: Replica, out: Outgoing, allRanks: boolean): Promise<unknown> => {
     const targets = r.subjects;
+    if (out.relayedFrom) relayCancels(out.relayedFrom, out.callId, targets);
     return new Promise<unknown>((resolve, reject) => {
       const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, unreachable);
       if (targets.length === 1) {
@@ -240,6 +243,18 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
    * A call relayed from the service's registry face: its bytes, call id, deadline, metadata and
    * cancellation pass on untouched; the reply bytes go back the same way.
    */
+  /**
+   * A relayed call is cancelled where it went: its host hears the caller's cancel (or its own
+   * deadline) and passes it on with the same call id. A hook, not an AbortSignal per call: most
+   * relayed calls are never cancelled.
+   */
+  const relayCancels = (job: HostedCall, callId: string, targets: readonly string[]) => {
+    job.onAbort = () => {
+      const id = new TextEncoder().encode(callId);
+      for (const t of targets) transport.publish(subjects.cancel(t), id);
+    };
+  };
+
   const relayed = (job: HostedCall, payload: Uint8Array): Outgoing => ({
     method: job.method,
     args: undefined,
@@ -248,7 +263,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     deadline: job.deadline,
     meta: job.metaHeader || undefined,
     metadata: job.metadata,
-    signal: job.signal,
+    signal: undefined,
+    relayedFrom: job,
     raw: true,
     idleTimeoutMs: undefined,
   });
@@ -281,6 +297,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
   const sendQueueGroup = async (out: Outgoing): Promise<unknown> => {
     if (s.state !== "running") throw closedError(s);
     const t0 = performance.now();
+    if (out.relayedFrom) relayCancels(out.relayedFrom, out.callId, [subjects.replicaQueue(name)]);
     try {
       const bytes = await requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, out);
       return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, bytes));
