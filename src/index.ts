@@ -80,3 +80,7 @@ export type { InferenceTransport, InferenceClient, Drained, SubmitOptions, Infer
 export { InferenceShutdownError, InferenceServerLostError, ResultCountError, TensorRecordError, InferenceServerStateError } from "./inference/index.ts";
 export { WeightSyncError } from "./inference/weights.ts";
 export type { WeightSyncReceiver, UpdateModelOptions } from "./inference/weights.ts";
+
+// Prometheus metrics (prom-client, loaded by createMetrics only)
+export { createMetrics, serveMetrics, watchExecutor, watchInference, FAMILIES as METRIC_FAMILIES } from "./metrics/index.ts";
+export type { Metrics, CreateMetricsOptions, MetricsServer, ServeMetricsOptions } from "./metrics/index.ts";

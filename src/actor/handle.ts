@@ -3,6 +3,7 @@ import type { BusConnection } from "../connection/index.ts";
 import { CodecError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
+import { codeOf, NO_METRICS, type MethodRecorder, type MetricsSink } from "../metrics/index.ts";
 import { unwrapReply } from "../reply/index.ts";
 import { requestCall } from "./send-call.ts";
 import { materialize, streamable } from "../stream/index.ts";
@@ -36,6 +37,10 @@ export interface HandleParams {
   explainUnavailable?: (err: ServiceUnavailableError, deadline: number) => Promise<ActorBusError>;
   /** Per-call options bound by withOptions(). */
   callOptions?: ResolvedCallOptions;
+  /** Where the handle's calls are counted and timed (default: nowhere, at no cost). */
+  metrics?: MetricsSink;
+  /** The service's declared methods, when known (the registry record): other names count as "other". */
+  methods?: readonly string[];
 }
 
 // Names that generic code probes on any object (await, JSON.stringify, util.inspect, test
@@ -69,8 +74,9 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
 
   const nextId = createCallIds();
   const opts = p.callOptions;
+  const metered = (p.metrics ?? NO_METRICS).client(subjects.namespace, name, p.methods);
 
-  const call = (method: string, args: unknown[]): Promise<unknown> => {
+  const call = (method: string, args: unknown[], rec: MethodRecorder): Promise<unknown> => {
     if (!sendableMethod(method)) return Promise.reject(new CodecError(`method name ${JSON.stringify(method.slice(0, 80))} cannot be sent: 1..256 characters without control characters`));
     const s = callSettings(timeoutMs, opts);
     let payload: Uint8Array;
@@ -79,10 +85,29 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     } catch (err) {
       return Promise.reject(err);
     }
+    const sent = requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal });
+    const settle = (bytes: Uint8Array) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs);
+    if (!rec.on) return streamable(sent.then(settle, (err) => explain(err, s.deadline)));
+    // The clock starts once the arguments are encoded: the histogram is the time on the wire and the host.
+    const t0 = performance.now();
     return streamable(
-      requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal }).then(
-        (bytes) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs),
-        (err) => explain(err, s.deadline),
+      sent.then(
+        (bytes) => {
+          let v: unknown;
+          try {
+            v = settle(bytes);
+          } catch (err) {
+            rec.done(t0, codeOf(err));
+            throw err;
+          }
+          rec.done(t0, "OK");
+          return v;
+        },
+        (err) =>
+          explain(err, s.deadline).catch((e: unknown) => {
+            rec.done(t0, codeOf(e));
+            throw e;
+          }),
       ),
     );
   };
@@ -100,7 +125,10 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `ServiceHandle(${subjects.namespace}/${name})`;
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
       let fn = cache.get(prop);
-      if (!fn) cache.set(prop, (fn = (...args: unknown[]) => call(prop, args)));
+      if (!fn) {
+        const rec = metered.method(prop);
+        cache.set(prop, (fn = (...args: unknown[]) => call(prop, args, rec)));
+      }
       return fn;
     },
     has: (_t, prop) => typeof prop === "string" && !NOT_REMOTE.has(prop),

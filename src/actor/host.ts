@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { brief, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
 import { CodecError, ServiceUnavailableError } from "../errors/index.ts";
+import { NO_METRICS, type MetricsSink } from "../metrics/index.ts";
 import { encodeErr, respondSafely } from "../reply/index.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
 import { parseCall, refuseMethod } from "./call-request.ts";
@@ -56,6 +57,8 @@ export interface ActorHostParams {
    * serving it, and its lifecycle methods are not callable. Default true.
    */
   owned?: boolean;
+  /** Where the host's calls, in-flight and queue figures go (default: nowhere, at no cost). */
+  metrics?: MetricsSink;
 }
 
 /** Wires a host: its subscriptions, the checks a call passes, its mailbox and its control side. */
@@ -89,7 +92,15 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     if (problem) log.warn("reply not sent as is", { ...where(subject), reason: problem });
   };
 
-  const mailbox = createMailbox({ conn, subjects, name, instanceId: p.instanceId, instance, options, stats, relay, send });
+  const metrics = p.metrics ?? NO_METRICS;
+  const calls = metrics.host(subjects.namespace, name, methods);
+  const mailbox = createMailbox({ conn, subjects, name, instanceId: p.instanceId, instance, options, stats, relay, send, calls });
+  const labels = { namespace: subjects.namespace, service: name };
+  // Read when Prometheus scrapes; the hosts of one service in this process add up.
+  const unwatch = [
+    metrics.read("actorbus_calls_in_flight", (push) => push(labels, mailbox.running)),
+    metrics.read("actorbus_queue_depth", (push) => push(labels, mailbox.queued)),
+  ];
   const snapshot = () => stats.snapshot(mailbox.running, mailbox.queued);
   const control = createHostControl({
     codec,
@@ -127,13 +138,18 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       job = parseCall(msg, name, codec, !relay);
     } catch (err) {
       stats.rejected();
+      calls.method("").count("CODEC");
       log.warn("malformed call", { ...where("call"), bytes: msg.data.length, reason: brief(err) });
       return send(msg, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))), "call");
     }
-    if (!accepting) return mailbox.reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+    if (!accepting) {
+      calls.method(job.method).count("SERVICE_UNAVAILABLE");
+      return mailbox.reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+    }
     const refused = refuseMethod(name, job.method, methods, owned);
     if (refused) {
       stats.rejected();
+      calls.method(job.method).count(refused.code);
       return mailbox.reply(job, encodeErr(codec, refused));
     }
     mailbox.post(job);
@@ -173,6 +189,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
         if (owned) await dispose(instance);
         controlSub?.unsubscribe();
         for (const s of drainSubs.splice(0)) s.unsubscribe();
+        for (const u of unwatch.splice(0)) u();
         log.flush();
       })();
       return stopping;

@@ -1,7 +1,8 @@
 import PQueue from "p-queue";
 import { runInCall } from "../call/index.ts";
 import { brief, createDeadlines, type BusConnection, type Inbound } from "../connection/index.ts";
-import { CallTimeoutError, CancelledError, OverloadedError, ServiceUnavailableError } from "../errors/index.ts";
+import { CallTimeoutError, CancelledError, errorClassFor, OverloadedError, ServiceUnavailableError, type WireError } from "../errors/index.ts";
+import { codeOf, type CallRecorder } from "../metrics/index.ts";
 import { encodeErr, encodeOk } from "../reply/index.ts";
 import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
 import type { Subjects } from "../subjects/index.ts";
@@ -41,6 +42,8 @@ export interface MailboxParams {
   instance: object;
   options: ResolvedActorOptions;
   stats: StatsRecorder;
+  /** Prometheus series of the service's calls (the null recorder when metrics are off). */
+  calls: CallRecorder;
   /** Set when the instance relays calls rather than running them. */
   relay: Relay | undefined;
   /** Sends a reply, never throwing (what could not be sent as is goes to the host's log). */
@@ -48,7 +51,7 @@ export interface MailboxParams {
 }
 
 export function createMailbox(p: MailboxParams): Mailbox {
-  const { conn, subjects, name, options, stats, relay, send } = p;
+  const { conn, subjects, name, options, stats, relay, send, calls } = p;
   const { codec, transport } = conn;
   const queue = new PQueue({ concurrency: options.maxConcurrency });
   const live = new Map<string, HostedCall>(); // by call id
@@ -121,21 +124,36 @@ export function createMailbox(p: MailboxParams): Mailbox {
     }
   };
 
+  // A relayed reply is bytes; only failures are decoded, and only when metrics are on.
+  const relayedCode = (bytes: Uint8Array): string => {
+    try {
+      const code = codec.decode<[1, WireError]>(bytes)[1]?.code;
+      return typeof code === "string" && errorClassFor(code) ? code : "OTHER";
+    } catch {
+      return "OTHER";
+    }
+  };
+
   const invoke = (job: HostedCall): Promise<unknown> =>
     relay ? relay(job, job.msg.data) : Promise.resolve(target[job.method]!(...job.args!));
 
   const run = async (job: HostedCall) => {
-    if (job.settled) return;
     if (job.cancelled) {
-      // The caller has its CancelledError already; nobody waits for a reply.
+      // Answered when it was cancelled; only its place in the queue was left.
       cancelledQueued--;
-      return settle(job);
+      return;
     }
-    if (failing) return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+    if (job.settled) return;
+    const rec = calls.method(job.method);
+    if (failing) {
+      rec.count("SERVICE_UNAVAILABLE");
+      return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+    }
     // The caller gave up already: running the method would be wasted work. The answer still
     // goes out (one small message) so that every request gets exactly one reply.
     if (Date.now() > job.deadline) {
       stats.expired();
+      rec.count("CALL_TIMEOUT");
       return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
         details: { service: name, method: job.method },
       })));
@@ -149,7 +167,13 @@ export function createMailbox(p: MailboxParams): Mailbox {
       if (!relay && isAsyncIterable(value)) {
         await serveStreamed(job, value);
         stats.record(performance.now() - t0, false);
+        rec.done(t0, "OK");
         return;
+      }
+      if (Date.now() > job.deadline) {
+        // Its caller's deadline (never later than this one) has passed: it has a timeout, and
+        // a value arriving now would contradict it.
+        throw new CallTimeoutError(`the call to ${name}.${job.method} finished after its deadline`, { details: { service: name, method: job.method } });
       }
       out = relay ? (value as Uint8Array) : encodeOk(codec, value);
       // A relayed reply is bytes: its first element says whether it carries an error.
@@ -160,9 +184,11 @@ export function createMailbox(p: MailboxParams): Mailbox {
       out = encodeErr(codec, err);
       failed = true;
       stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
+      rec.done(t0, codeOf(err));
       return reply(job, out);
     }
     stats.record(performance.now() - t0, failed);
+    if (rec.on) rec.done(t0, failed ? relayedCode(out) : "OK");
     reply(job, out);
   };
 
@@ -177,6 +203,8 @@ export function createMailbox(p: MailboxParams): Mailbox {
       const queued = queue.size - cancelledQueued;
       if (queued >= options.maxPending && queue.pending >= options.maxConcurrency) {
         stats.rejected();
+        calls.overloaded();
+        calls.method(job.method).count("OVERLOADED");
         return reply(job, encodeErr(codec, new OverloadedError(
           `${name} is overloaded: ${queue.pending} running and ${queued} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
           { details: { service: name, running: queue.pending, queued } },
@@ -195,9 +223,11 @@ export function createMailbox(p: MailboxParams): Mailbox {
         // Still queued: it never runs, and its place in maxPending is free now.
         job.cancelled = true;
         cancelledQueued++;
-        live.delete(job.callId);
         stats.cancelled();
-        return;
+        calls.method(job.method).count("CANCELLED");
+        // A direct caller has its CancelledError already and ignores this; a relay (the
+        // service's registry face) waits for it to settle its own call now, not at the deadline.
+        return reply(job, encodeErr(codec, err));
       }
       job.abort(err);
     },

@@ -11,6 +11,8 @@ import { checkSpawnAllowed } from "./allowed-modules.ts";
 import { procConnectionFor } from "./proc-connection.ts";
 import type { AgentRequest, HostRecord, ProcExitEvent, ProcInfo, ProcSpec } from "./protocol.ts";
 import { parseAgentRequest } from "./requests.ts";
+import { sinkOf } from "../metrics/index.ts";
+import { watchAgent } from "./metrics.ts";
 import { createSupervisor } from "./supervisor.ts";
 
 /**
@@ -66,6 +68,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
   const reservations = new Map<string, { gpus: number[] }>(); // by procId: slots held
   const byController = new Map<string, Set<string>>(); // controllerId -> procIds
   let stopped = false;
+  const exits = { expected: 0, unexpected: 0 };
 
   const release = (procId: string) => {
     const r = reservations.get(procId);
@@ -92,7 +95,9 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     hostId: o.hostId,
     connection: procConnectionFor(conn, connectionOptions.pick(o)),
     output: o.output,
-    onExit(info, spec, code, signal) {
+    onExit(info, spec, code, signal, expected) {
+      if (expected) exits.expected++;
+      else exits.unexpected++;
       release(info.procId);
       byController.get(spec.controllerId)?.delete(info.procId);
       const ev: ProcExitEvent = { type: "exit", procId: info.procId, groupId: info.groupId, hostId: o.hostId, pid: info.pid, code, signal };
@@ -208,6 +213,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
     },
   });
   await transport.flush();
+  const unwatch = watchAgent(sinkOf(o.metrics), o.namespace, o.hostId, { record, exits });
   await heartbeat();
   const hbTimer = setInterval(() => void heartbeat(), o.heartbeatMs);
   let leaseRunning = false;
@@ -230,6 +236,7 @@ export async function startAgent(options: AgentOptions = {}): Promise<Agent> {
         clearInterval(hbTimer);
         clearInterval(leaseTimer);
         sub.unsubscribe();
+        unwatch();
         await supervisor.stopAll(o.stopGraceMs);
         stopped = true;
         // Cut off from NATS, these would wait for a reconnect: the host key then expires by heartbeat age.

@@ -1,6 +1,7 @@
 import { availableParallelism, hostname } from "node:os";
 import { CONNECTION_CHECKS, loggerCheck, type BusConnection, type ConnectionOptions, type Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
+import type { Metrics } from "../metrics/index.ts";
 import { custom, defineOptions, durationMs, fail, int, obj, type Check, type Resolved, type SpecFor } from "../options/index.ts";
 import { validateName } from "../subjects/index.ts";
 import { resolveAllowedRoots } from "./allowed-modules.ts";
@@ -38,6 +39,8 @@ export interface AgentOptions extends ConnectionOptions {
   allow?: string[];
   /** Where malformed requests on the agent's subject are reported, at most 10 lines per 10 s plus a summary (default: stderr). */
   logger?: Logger;
+  /** Prometheus metrics (createMetrics()): the agent's slots, processes and their exits. */
+  metrics?: Metrics;
   /** Where replica output goes (default: this process's stdout/stderr). */
   output?: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 }
@@ -150,6 +153,7 @@ const AGENT_CHECKS = {
   // Each root is checked (exists, is a directory) by resolveAllowedRoots, which names the fix.
   allow: custom<string[]>(Array.isArray, 'an array of directories such as ["/srv/app"]'),
   logger: loggerCheck,
+  metrics: obj<Metrics>("pass the result of await createMetrics()", ["expose"]),
   output: custom<NonNullable<AgentOptions["output"]>>(
     (v) => v !== null && typeof v === "object" && isStream((v as Record<string, unknown>).stdout) && isStream((v as Record<string, unknown>).stderr),
     "an object with stdout and stderr streams",

@@ -1,8 +1,11 @@
 import { startAgent } from "../agent/index.ts";
+import { createMetrics, serveMetrics, type MetricsServer } from "../metrics/index.ts";
+import { int } from "../options/index.ts";
 import { agentOptions } from "../agent/options.ts";
 import { connectionFrom, numericFlag, parse } from "./args.ts";
 
 export const AGENT_USAGE = `usage: actorbus agent [--namespace N] [--servers URL] [--host-id ID] [--cpus N] [--gpus N|ID,ID,...] [--allow DIR]...
+                      [--metrics-port N] [--metrics-host ADDR]
 
 Runs a host agent until SIGINT/SIGTERM: advertises this host's capacity (process slots, GPUs)
 in the namespace's registry, starts the replica processes services place here (setting
@@ -15,7 +18,11 @@ CUDA_VISIBLE_DEVICES. Each withGpus process gets one of those ids as its CUDA_VI
 
 Anyone who can publish to the namespace's agent subjects can ask an agent to start a process,
 so it only starts modules under the --allow directories (repeatable; default: the working
-directory), and refuses environments that set NODE_OPTIONS, LD_*, PYTHONPATH and the like.`;
+directory), and refuses environments that set NODE_OPTIONS, LD_*, PYTHONPATH and the like.
+
+--metrics-port N serves Prometheus metrics at http://127.0.0.1:N/metrics (0: a free port, printed):
+the agent's process slots and GPUs, its replica processes and their exits. --metrics-host ADDR
+binds another address (e.g. 0.0.0.0 for a Prometheus on another machine).`;
 
 /** `actorbus agent`: runs until SIGINT/SIGTERM, then stops its replica processes. */
 export async function agentCommand(argv: string[]): Promise<string | void> {
@@ -25,9 +32,14 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
     gpus: { type: "string" },
     "heartbeat-ms": { type: "string" },
     allow: { type: "string", multiple: true },
+    "metrics-port": { type: "string" },
+    "metrics-host": { type: "string" },
   });
   if (values.help) return AGENT_USAGE;
+  const metricsPort = numericFlag("agent", "metrics-port", values["metrics-port"], int({ min: 0, max: 65_535, hint: "0 picks a free port" }));
+  const metrics = metricsPort === undefined ? undefined : await createMetrics();
   const agent = await startAgent({
+    metrics,
     ...connectionFrom(values),
     name: `actorbus-agent-${values["host-id"] ?? "host"}`,
     hostId: values["host-id"],
@@ -38,11 +50,22 @@ export async function agentCommand(argv: string[]): Promise<string | void> {
   });
   const r = agent.record();
   const gpus = r.gpus ? `${r.gpus} GPUs (${agent.gpuIds.join(",")})` : "0 GPUs";
+  let served: MetricsServer | undefined;
+  if (metrics) {
+    try {
+      served = await serveMetrics({ metrics, port: metricsPort, host: values["metrics-host"] as string | undefined });
+    } catch (err) {
+      await agent.stop();
+      throw err;
+    }
+    console.log(`agent ${agent.hostId} metrics at ${served.url}`);
+  }
   console.log(`agent ${agent.hostId} ready: namespace ${agent.namespace}, ${r.cpus} process slots, ${gpus}, pid ${process.pid}, modules under ${agent.allowedRoots.join(", ")}`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);
   });
   await agent.stop();
+  await served?.close();
   return `agent ${agent.hostId} stopped`;
 }

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { CONNECTION_CHECKS, connectBus, connectionOptions, createLocalBus, localConnection, loggerCheck, type BusConnection, type ConnectionOptions, type LocalBus, type Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
+import type { Metrics } from "../metrics/index.ts";
 import { custom, defineOptions, durationMs, int, obj, oneOf, type SpecFor } from "../options/index.ts";
 import { subjectsFor, validateName } from "../subjects/index.ts";
 import { openKvStore } from "./kv-store.ts";
@@ -42,6 +43,12 @@ export interface GetServicesOptions extends ConnectionOptions {
    * to 10 lines per 10 s plus a summary. Default: stderr.
    */
   logger?: Logger;
+  /**
+   * Prometheus metrics (createMetrics()): the calls of the actors this registry hosts and of its
+   * handles, in-flight and queue depth, and the services launched with it. Default: none, and
+   * the call path pays nothing for them.
+   */
+  metrics?: Metrics;
 }
 
 const GET_SERVICES_CHECKS = {
@@ -56,6 +63,7 @@ const GET_SERVICES_CHECKS = {
   hostId: (v: unknown) => validateName("host id", v),
   localBus: obj<LocalBus>("pass the result of createLocalBus()"),
   logger: loggerCheck,
+  metrics: obj<Metrics>("pass the result of await createMetrics()", ["expose"]),
 } satisfies SpecFor<GetServicesOptions>;
 
 export const getServicesOptions = defineOptions(
@@ -80,7 +88,7 @@ let processLocalBus: LocalBus | undefined;
 
 export async function getServices(given: GetServicesOptions = {}): Promise<Services> {
   const options = getServicesOptions.parse(given);
-  const { backend, timeoutMs, controlTimeoutMs, staleAfterMs, hostId, logger } = options;
+  const { backend, timeoutMs, controlTimeoutMs, staleAfterMs, hostId, logger, metrics } = options;
   const subjects = subjectsFor(options.namespace);
 
   let conn: BusConnection;
@@ -111,5 +119,5 @@ export async function getServices(given: GetServicesOptions = {}): Promise<Servi
       throw err;
     }
   }
-  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs, staleAfterMs, logger });
+  return createRegistry({ conn, ownsConnection, store, subjects, timeoutMs, hostId, controlTimeoutMs, staleAfterMs, logger, metrics });
 }

@@ -1,5 +1,6 @@
 import { createHandle, type ServiceHandle } from "../actor/index.ts";
 import { brief, type BusConnection } from "../connection/index.ts";
+import type { MetricsSink } from "../metrics/index.ts";
 import { LegacyServiceError, ServiceNotFoundError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import { validateName, type Subjects } from "../subjects/index.ts";
 import { handleOptions } from "./handle-options.ts";
@@ -10,7 +11,7 @@ import type { HandleOptions, ServiceClient } from "./types.ts";
 /** Handles to the registry's services: looked up (get, getClient) or made at once (at). */
 export interface RegistryHandles {
   /** A handle to `name` whose "nobody listens" failures the registry explains. */
-  makeHandle<T>(name: string, timeoutMs: number): ServiceHandle<T>;
+  makeHandle<T>(name: string, timeoutMs: number, methods?: readonly string[]): ServiceHandle<T>;
   get<T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>>;
   at<T>(name: string, opts?: HandleOptions): ServiceHandle<T>;
   getClient<T>(name: string, opts?: HandleOptions): Promise<ServiceClient<T>>;
@@ -25,6 +26,8 @@ export interface RegistryHandlesParams {
   timeoutMs: number;
   /** Throws ClosedError once the registry is closed. */
   ensureOpen(): void;
+  /** Where handles count and time their calls. */
+  metrics: MetricsSink;
 }
 
 export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles {
@@ -109,12 +112,15 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
     });
   };
 
-  const makeHandle = <T>(name: string, timeoutMs: number): ServiceHandle<T> =>
+  // A factory function declares no methods: an empty list would put every call under "other".
+  const makeHandle = <T>(name: string, timeoutMs: number, methods?: readonly string[]): ServiceHandle<T> =>
     createHandle<T>({
       conn,
       subjects,
       name,
       timeoutMs,
+      metrics: p.metrics,
+      methods: methods?.length ? methods : undefined,
       // Only reads the registry, bounded by the call's deadline (the handle may pass it; a
       // no-responders reply comes back at once, so the whole deadline is left otherwise).
       explainUnavailable: (err: ServiceUnavailableError, deadline: number) => explainUnavailable(name, err, deadline),
@@ -139,12 +145,12 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
         { details: { service: name, namespace: ns, kind: record.kind, registration: record.registration ?? "factory" } },
       );
     }
-    return makeHandle<T>(name, timeoutMs) as unknown as ServiceClient<T>;
+    return makeHandle<T>(name, timeoutMs, record.methods) as unknown as ServiceClient<T>;
   };
 
   const getImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>> => {
-    const { timeoutMs } = await liveService(name, opts, "get");
-    return makeHandle<T>(name, timeoutMs);
+    const { record, timeoutMs } = await liveService(name, opts, "get");
+    return makeHandle<T>(name, timeoutMs, record.methods);
   };
 
   return {

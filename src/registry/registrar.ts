@@ -14,6 +14,7 @@ import {
   type ServiceHandle,
 } from "../actor/index.ts";
 import type { BusConnection, Logger, Subscription } from "../connection/index.ts";
+import type { MetricsSink } from "../metrics/index.ts";
 import { InvalidOptionsError, ServiceExistsError, ServiceNotFoundError } from "../errors/index.ts";
 import { validateName, type Subjects } from "../subjects/index.ts";
 import type { RegistryHandles } from "./handles.ts";
@@ -51,6 +52,7 @@ export interface RegistrarParams {
   controlTimeoutMs: number;
   /** Passed to every actor host this registry starts. */
   logger?: Logger;
+  metrics: MetricsSink;
   /** Throws ClosedError once the registry is closed. */
   ensureOpen(): void;
 }
@@ -99,6 +101,7 @@ export function createRegistrar(p: RegistrarParams): Registrar {
       hostId: p.hostId,
       options,
       logger: p.logger,
+      metrics: p.metrics,
       owned: existing === undefined,
       onRemoteStop: () => void forget(info.instanceId),
     });

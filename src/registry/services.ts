@@ -1,5 +1,6 @@
 import type { BusConnection, Logger } from "../connection/index.ts";
 import { ClosedError } from "../errors/index.ts";
+import { sinkOf, type Metrics } from "../metrics/index.ts";
 import { validateName, type Subjects } from "../subjects/index.ts";
 import { createRegistryHandles } from "./handles.ts";
 import { readStatus } from "./instance-status.ts";
@@ -25,6 +26,8 @@ export interface RegistryParams {
   staleAfterMs: number;
   /** Passed to every actor host this registry starts (each limits it on its own). */
   logger?: Logger;
+  /** What the registry's hosts and handles record into. */
+  metrics?: Metrics;
 }
 
 /** The registry of one namespace: its registrar, liveness checks, handles and watches, wired. */
@@ -39,8 +42,9 @@ export function createRegistry(p: RegistryParams): Services {
 
   const records = createRecordReads(store, subjects);
   const liveness = createServiceLiveness({ conn, store, subjects, records, controlTimeoutMs: p.controlTimeoutMs, staleAfterMs: p.staleAfterMs });
-  const handles = createRegistryHandles({ conn, subjects, records, liveness, timeoutMs: p.timeoutMs, ensureOpen });
-  const registrar = createRegistrar({ conn, store, subjects, records, liveness, handles, hostId: p.hostId, controlTimeoutMs: p.controlTimeoutMs, logger: p.logger, ensureOpen });
+  const metrics = sinkOf(p.metrics);
+  const handles = createRegistryHandles({ conn, subjects, records, liveness, timeoutMs: p.timeoutMs, ensureOpen, metrics });
+  const registrar = createRegistrar({ conn, store, subjects, records, liveness, handles, hostId: p.hostId, controlTimeoutMs: p.controlTimeoutMs, logger: p.logger, metrics, ensureOpen });
   const watches = createRegistryWatches(store, subjects, ensureOpen);
 
   const closeImpl = () => {
@@ -60,6 +64,7 @@ export function createRegistry(p: RegistryParams): Services {
     backend: conn.backend,
     namespace: ns,
     connection: conn,
+    metrics: p.metrics,
     register: (name, factory, ...args) => registrar.register(name, factory, undefined, args),
     registerWithOptions: (name, factory, options, ...args) => registrar.register(name, factory, options, args),
     getOrRegister: (name, factory, ...args) => registrar.getOrRegister(name, factory, undefined, args),

@@ -1,6 +1,7 @@
 import type { ActorOptions, ServiceHandle } from "../actor/index.ts";
 import type { ActorStats, InstanceInfo } from "../actor/index.ts";
 import type { BusConnection } from "../connection/index.ts";
+import type { Metrics } from "../metrics/index.ts";
 import type { ServiceRecord } from "./records.ts";
 
 /** A class (constructed with `new`) or a function returning the service object (may be async). */
@@ -62,6 +63,8 @@ export interface Services extends AsyncDisposable {
   readonly backend: "nats" | "local";
   readonly namespace: string;
   readonly connection: BusConnection;
+  /** The metrics this registry's hosts and handles record into (getServices({ metrics })), if any. */
+  readonly metrics: Metrics | undefined;
 
   /** Registers `name` and hosts an instance in this process. ServiceExistsError if taken. */
   register<F extends ServiceFactory>(name: string, factory: F, ...args: FactoryArgs<F>): Promise<ServiceHandle<FactoryInstance<F>>>;

@@ -10,6 +10,8 @@ import { chooseLauncher } from "./launchers.ts";
 import type { ModuleRef } from "./module-ref.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
 import { createReplicaSupervisor, type LaunchableClass } from "./replica-supervisor.ts";
+import { sinkOf } from "../metrics/index.ts";
+import { watchReplicas } from "./metrics.ts";
 import { createServiceReporter } from "./reporter.ts";
 import { createRoutedCalls, type RouteOptions, type SessionState } from "./routed-calls.ts";
 import type { ServiceReport } from "./types.ts";
@@ -100,6 +102,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   s.controllerId = record?.owner.instanceId ?? nuid.next();
 
   const subs: Subscription[] = [supervisor.listen()];
+  const unwatch = watchReplicas(sinkOf(services.metrics), namespace, name, s.replicas);
   reporter.listen();
   await transport.flush();
   supervisor.startHeartbeats();
@@ -114,6 +117,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       reporter.stop();
       await supervisor.stopAll();
       s.state = "stopped";
+      unwatch();
       if (!fromRegistry) {
         await services.remove(name).catch(() => {});
         if (ownsServices) await services.close().catch(() => {});

@@ -61,15 +61,23 @@ describe("metrics: calls through handles", function () {
     // One call runs (held), one waits with a short deadline, the next finds the mailbox full.
     const running = gate.hold();
     await until(async () => (await metrics.expose()).includes(`actorbus_calls_in_flight{namespace="${ns}",service="gate"} 1`), 5_000, "the held call to run");
+    const queuedAt = Date.now();
     const queued = withOptions(gate, { timeoutMs: 150 }).hold();
     await until(async () => valueOf(await metrics.expose(), "actorbus_queue_depth", { namespace: ns, service: "gate" }) === 1, 5_000, "a queued call");
     expect(await gate.add(1, 1).catch((e) => e)).to.be.instanceOf(OverloadedError);
     expect(await queued.catch((e) => e)).to.be.instanceOf(CallTimeoutError);
+    // The host's deadline for it starts when the call arrives, a moment after the caller's:
+    // let it pass too, or the host would still run it when the held call ends.
+    await until(() => Date.now() > queuedAt + 150 + 25, 1_000, "the host's deadline of the queued call");
     // The queued call's caller gave up; the host skips it with CALL_TIMEOUT once the held call ends.
     expect(instance.open()).to.equal(1);
     expect(await running).to.equal("held");
 
-    await until(async () => valueOf(await metrics.expose(), "actorbus_calls_total", host("hold", "CALL_TIMEOUT")) === 1, 5_000, "the expired call on the host").catch(async (e) => { console.log((await metrics.expose()).split("\n").filter((l) => l.includes("calls_total")).join("\n")); throw e; });
+    await until(async () => valueOf(await metrics.expose(), "actorbus_calls_total", host("hold", "CALL_TIMEOUT")) === 1, 5_000, "the expired call on the host").catch(async (e: Error) => {
+      // Which series there are instead says what happened to the queued call.
+      e.message += `\n${(await metrics.expose()).split("\n").filter((l) => l.startsWith("actorbus_calls_total") || l.startsWith("actorbus_queue_depth") || l.startsWith("actorbus_calls_in_flight")).join("\n")}`;
+      throw e;
+    });
     const text = await metrics.expose();
     expect(valueOf(text, "actorbus_calls_total", host("add", "OK"))).to.equal(3);
     expect(valueOf(text, "actorbus_calls_total", host("fail", "REMOTE"))).to.equal(1);
@@ -82,7 +90,6 @@ describe("metrics: calls through handles", function () {
 
     // The client's view: the handle knew the declared methods from the registry, so "nope" is "other".
     const cl = (method: string, code: string) => ({ namespace: ns, service: "gate", method, code });
-    if (process.env.DUMP) console.log(text.split("\n").filter((l) => l.startsWith("actorbus_client_calls")).join("\n"));
     expect(valueOf(text, "actorbus_client_calls_total", cl("add", "OK"))).to.equal(3);
     expect(valueOf(text, "actorbus_client_calls_total", cl("fail", "REMOTE"))).to.equal(1);
     expect(valueOf(text, "actorbus_client_calls_total", cl("other", "METHOD_NOT_FOUND"))).to.equal(1);
