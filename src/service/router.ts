@@ -86,7 +86,7 @@ export interface RouterConfig<R extends Routable> {
   capacity?: number;
   /** Whether a candidate may take calls at all (the controller: healthy and not suspect). Default: all. */
   usable?: (r: R) => boolean;
-  /** Numbers in [0, 1) for "random"; default Math.random (seededRandom(n) for repeatable picks). */
+  /** Numbers in [0, 1) for "random"; default Math.random (a seeded generator for repeatable picks). */
   random?: () => number;
 }
 
@@ -274,16 +274,4 @@ function describe(v: unknown): string {
   if (v !== null && typeof v === "object" && typeof (v as { index?: unknown }).index === "number") return `an object with index ${(v as { index: number }).index} (a copy, or a view from another call?)`;
   if (typeof v === "number") return `the number ${v} (return the view, e.g. candidates[i], not its position)`;
   return `a ${typeof v}`;
-}
-
-/** A small seeded generator of numbers in [0, 1) (mulberry32), for repeatable "random" picks. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -6,13 +6,13 @@ import {
   resolveServiceOptions,
   RouterError,
   ROUTERS,
-  seededRandom,
   SESSION_CALL,
   type ReplicaView,
   type RouteRequest,
   type RouterFunction,
 } from "../../src/service/index.ts";
 import { Counter } from "../fixtures/replicas/counter.ts";
+import { seededRandom } from "../helpers/hostile-payloads.ts";
 
 // What the controller hands a router: its own replica records (here reduced to what routers read).
 interface Rep {
