@@ -1,5 +1,5 @@
 export { currentCall, activeCall, runInCall, type CallContext } from "./context.ts";
 export { withOptions, WITH_OPTIONS, type OptionsBinder } from "./with-options.ts";
-export { callOptions, callSettings, mergeCallOptions, type CallOptions, type ResolvedCallOptions, type CallSettings } from "./options.ts";
+export { abortSignalOption, callOptions, callSettings, mergeCallOptions, type CallOptions, type ResolvedCallOptions, type CallSettings } from "./options.ts";
 export { CALL_HEADER, META_HEADER, encodeCallHeader, parseCallHeader, parseMetadata, sendableMethod, checkMetadata, type CallHeader } from "./wire.ts";
 export { createCallIds } from "./ids.ts";

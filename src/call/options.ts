@@ -14,13 +14,18 @@ export interface CallOptions {
   idleTimeoutMs?: number;
 }
 
-const isSignal = (v: unknown) => typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" && typeof (v as AbortSignal).addEventListener === "function";
+/** The options kit's checker of AbortSignal options (calls, inference submits). */
+export const abortSignalOption = custom<AbortSignal>(
+  (v) => typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" && typeof (v as AbortSignal).addEventListener === "function",
+  "an AbortSignal",
+  "pass controller.signal of an AbortController",
+);
 
 export const callOptions = defineOptions(
   "call options",
   {
     timeoutMs: durationMs({ min: 1, hint: "the deadline of each call, in milliseconds" }),
-    signal: custom<AbortSignal>(isSignal, "an AbortSignal", "pass controller.signal of an AbortController"),
+    signal: abortSignalOption,
     metadata: (v, _key, where) => checkMetadata(v, where),
     idleTimeoutMs: durationMs({ min: 1, hint: "the longest wait for one item of a stream" }),
   } satisfies SpecFor<CallOptions>,

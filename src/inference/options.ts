@@ -1,6 +1,6 @@
-import { activeCall } from "../call/index.ts";
+import { abortSignalOption, activeCall } from "../call/index.ts";
 import { CancelledError } from "../errors/index.ts";
-import { custom, defineOptions, durationMs, type SpecFor } from "../options/index.ts";
+import { defineOptions, durationMs, type SpecFor } from "../options/index.ts";
 import type { SubmitOptions } from "./transport.ts";
 
 /** Deadlines and buffering common to both transports. */
@@ -13,11 +13,9 @@ export const TRANSPORT_DEFAULTS = Object.freeze({
 const callDeadline = durationMs({ min: 1, hint: "the deadline of one inference call" });
 
 /** Per-call options of submit()/call(); the transport's timeoutMs applies when none is given. */
-const isSignal = (v: unknown) => typeof v === "object" && v !== null && typeof (v as AbortSignal).aborted === "boolean" && typeof (v as AbortSignal).addEventListener === "function";
-
 export const submitOptions = defineOptions(
   "submit options",
-  { timeoutMs: callDeadline, signal: custom<AbortSignal>(isSignal, "an AbortSignal", "pass controller.signal of an AbortController") } satisfies SpecFor<SubmitOptions>,
+  { timeoutMs: callDeadline, signal: abortSignalOption } satisfies SpecFor<SubmitOptions>,
   {},
   { example: "{ timeoutMs: 5_000 }" },
 );
