@@ -1,6 +1,6 @@
 import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata } from "../call/index.ts";
 import type { Codec } from "../codec/index.ts";
-import { brief, headerOf, type Inbound } from "../connection/index.ts";
+import { brief, headersOf, type Inbound } from "../connection/index.ts";
 import { CodecError, MethodNotFoundError } from "../errors/index.ts";
 import { HostedCall } from "./hosted-call.ts";
 import { OWNER_LIFECYCLE_METHODS } from "./methods.ts";
@@ -12,12 +12,13 @@ const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
  * The call a message carries, or throws a CodecError saying what is wrong with it. `decodeArgs`
  * false (a relaying host) leaves the payload as bytes.
  */
+const CALL_HEADERS = [CALL_HEADER, META_HEADER] as const;
+
 export function parseCall(msg: Inbound, name: string, codec: Codec, decodeArgs: boolean): HostedCall {
-  const header = headerOf(msg, CALL_HEADER);
+  const [header, metaHeader] = headersOf(msg, CALL_HEADERS);
   if (!header) throw new CodecError(`call to ${name} without its ${CALL_HEADER} header; call through a handle`, { details: { service: name } });
   const h = parseCallHeader(header);
   if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
-  const metaHeader = headerOf(msg, META_HEADER);
   const metadata = metaHeader ? parseMetadata(metaHeader) : NO_METADATA;
   let args: unknown[] | undefined;
   if (decodeArgs) {

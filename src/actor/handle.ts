@@ -77,7 +77,6 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
   const metered = (p.metrics ?? NO_METRICS).client(subjects.namespace, name, p.methods);
 
   const call = (method: string, args: unknown[], rec: MethodRecorder): Promise<unknown> => {
-    if (!sendableMethod(method)) return Promise.reject(new CodecError(`method name ${JSON.stringify(method.slice(0, 80))} cannot be sent: 1..256 characters without control characters`));
     const s = callSettings(timeoutMs, opts);
     let payload: Uint8Array;
     try {
@@ -126,6 +125,11 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
       let fn = cache.get(prop);
       if (!fn) {
+        // A name the Ab-Call header cannot carry is checked once here, not on every call.
+        if (!sendableMethod(prop)) {
+          const err = new CodecError(`method name ${JSON.stringify(prop.slice(0, 80))} cannot be sent: 1..256 characters without control characters`);
+          return () => Promise.reject(err);
+        }
         const rec = metered.method(prop);
         cache.set(prop, (fn = (...args: unknown[]) => call(prop, args, rec)));
       }

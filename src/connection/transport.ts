@@ -73,21 +73,23 @@ export interface Transport {
 const TD = new TextDecoder();
 
 /**
- * One header's value ("" when absent), read straight from the message's header block: nats.js
- * parses a whole block into a Map on first access, which costs more than the call it carries.
- * Messages of the local bus (and anything else) go through their `headers`.
+ * Header values ("" when absent), read straight from the message's header block, decoded once
+ * for all the names asked: nats.js parses a whole block into a Map on first access, which costs
+ * more than the call it carries. Messages of the local bus (and anything else) go through their
+ * `headers`.
  */
-export function headerOf(msg: Inbound, name: string): string {
+export function headersOf<const N extends readonly string[]>(msg: Inbound, names: N): { [K in keyof N]: string } {
   const raw = msg as unknown as { _msg?: { hdr?: number }; _rdata?: Uint8Array };
   const hdr = raw._msg?.hdr;
-  if (raw._rdata === undefined || hdr === undefined) return msg.headers?.get(name) ?? "";
-  if (hdr < 0) return "";
-  const block = TD.decode(raw._rdata.subarray(0, hdr));
-  const key = `\r\n${name}:`;
-  const at = block.indexOf(key);
-  if (at < 0) return "";
-  const end = block.indexOf("\r\n", at + key.length);
-  return block.slice(at + key.length, end < 0 ? undefined : end).trim();
+  if (raw._rdata === undefined || hdr === undefined) return names.map((n) => msg.headers?.get(n) ?? "") as { [K in keyof N]: string };
+  const block = hdr < 0 ? "" : TD.decode(raw._rdata.subarray(0, hdr));
+  return names.map((name) => {
+    const key = `\r\n${name}:`;
+    const at = block.indexOf(key);
+    if (at < 0) return "";
+    const end = block.indexOf("\r\n", at + key.length);
+    return block.slice(at + key.length, end < 0 ? undefined : end).trim();
+  }) as { [K in keyof N]: string };
 }
 
 /** The error a request rejects with when its signal aborts. */
