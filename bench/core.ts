@@ -7,6 +7,8 @@ import { connect } from "@nats-io/transport-node";
 import { fileURLToPath } from "node:url";
 import { createCodec, getServices, startNatsServer } from "../src/index.ts";
 import { pipelined, printTable, ratio, round, sequential, startChild, summarize } from "./lib.ts";
+import { benchTracing } from "./tracing.ts";
+import { benchPeers } from "./peers.ts";
 
 const PEER = fileURLToPath(new URL("./core-peer.ts", import.meta.url));
 const SEQ = 5_000;
@@ -66,8 +68,15 @@ export async function benchCore(): Promise<Record<string, unknown>> {
     await local.reset();
     await local.close();
 
+    // OpenTelemetry: the API with no SDK vs instrumentation disabled, and the cost of an SDK.
+    const tracing = await benchTracing(server.url);
+
+    // Peers: raw nats.js and Moleculer, interleaved, 1:1 and n:n; memory of calls in flight.
+    const peers = await benchPeers(server.url);
+
     const watch = summarize(delays);
     const figures = {
+      peers,
       payloadBytes: bytes.length,
       raw: { sequential: rawSeq, pipelined: rawPipe, pipelinedWithAsyncTraces: rawTracesPipe },
       actorbus: { sequential: abSeq, pipelined: abPipe },
@@ -79,6 +88,7 @@ export async function benchCore(): Promise<Record<string, unknown>> {
       },
       targets: { throughputAtLeast: 0.9, p50AtMost: 1.15, watchP99MsAtMost: 10 },
       registryWatch: { events: delays.length, ...watch },
+      tracing,
       local: { sequential: localSeq, directCall: direct, overheadUsPerCall: round(1000 / localSeq.callsPerSec * 1000 - 1000 / direct.callsPerSec * 1000, 2) },
     };
     printTable("core: actorbus calls vs raw nats.js request/reply (1 client, 1 responder process)", [

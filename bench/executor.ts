@@ -1,8 +1,11 @@
 /**
- * Python executor benchmark (issue 4), each figure with its baseline from the same run:
- *   1. latency of trivial code: through the shared service (registry on NATS), through a local
- *      persistent process, vs a fresh `python3 -c` per call (TorchRL's temporary mode, no
- *      sandbox) and vs our sandboxed temporary mode; p50 and the speedup ratios (target >= 50x).
+ * Python executor benchmark (issues 4 and 15), each figure with its baseline from the same run:
+ *   1. latency of trivial code: through the shared service (registry on NATS) and through a local
+ *      persistent process, in interleaved rounds (each round runs every system in turn, in a
+ *      rotating order; figures are medians over rounds), with a plain actorbus call of the same
+ *      payload as reference; the service/local ratio (issue 15 target: <= 3x). Then vs a fresh
+ *      `python3 -c` per call (TorchRL's temporary mode, no sandbox) and vs our sandboxed
+ *      temporary mode; the speedup ratios (issue 4 target >= 50x).
  *   2. 128 concurrent sessions, each running its own stateful code, on pools of 8 and 32:
  *      executions/s, directly and through the service on NATS.
  *   3. memory: total RSS of a 32-interpreter pool serving 128 sessions vs 128 local persistent
@@ -17,9 +20,54 @@ import { getServices } from "../src/registry/index.ts";
 import { printTable, ratio, round, summarize } from "./lib.ts";
 
 const TRIVIAL = "x = 1 + 1";
+/** Issue 15: p50 of trivial code through the service over NATS <= this many times the local persistent interpreter's. */
+const SERVICE_VS_LOCAL_TARGET = 3;
+const ROUNDS = 9;
+const CALLS_PER_ROUND = 300;
 const SESSIONS = 128;
 const CALLS_PER_SESSION = 20;
 const MIB = 1024 * 1024;
+
+/** The reference for the service's own cost: a plain actorbus call carrying the same code string. */
+class Echo {
+  echo(code: string) {
+    return code;
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * Every system runs CALLS_PER_ROUND sequential calls per round, in a rotating order, so that
+ * load from other processes (2 shared cores) falls on all of them alike. Per system: the median
+ * of its per-round p50s (and p99 over all samples); ratios are taken within each round, then
+ * their median.
+ */
+async function interleavedRounds<K extends string>(systems: Record<K, () => Promise<unknown>>) {
+  const names = Object.keys(systems) as K[];
+  for (const k of names) for (let i = 0; i < 500; i++) await systems[k](); // JIT, connections, warm interpreters
+  const p50s = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  const all = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (let j = 0; j < names.length; j++) {
+      const k = names[(r + j) % names.length]!;
+      const lat: number[] = [];
+      for (let i = 0; i < CALLS_PER_ROUND; i++) {
+        const t = performance.now();
+        await systems[k]();
+        lat.push(performance.now() - t);
+      }
+      p50s[k].push(summarize(lat).p50Ms);
+      all[k].push(...lat);
+    }
+  }
+  const figures = Object.fromEntries(names.map((k) => [k, { p50Ms: round(median(p50s[k]), 4), p99Ms: summarize(all[k]).p99Ms, roundP50sMs: p50s[k] }])) as Record<
+    K,
+    { p50Ms: number; p99Ms: number; roundP50sMs: number[] }
+  >;
+  const ratioOf = (a: K, b: K) => round(median(p50s[a].map((x, i) => x / p50s[b][i]!)), 3);
+  return { figures, ratioOf };
+}
 
 async function latency(n: number, call: () => Promise<unknown>, warmup = 20) {
   for (let i = 0; i < warmup; i++) await call();
@@ -54,16 +102,26 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
   try {
     // 1. latency ---------------------------------------------------------------------------
     await services.registerWithOptions("python_executor", PythonExecutorService, { maxConcurrency: 1024 }, { poolSize: 2 });
+    await services.registerWithOptions("echo", Echo, { maxConcurrency: 1024 });
     const shared = await services.get<PythonExecutorService>("python_executor");
+    const echo = await services.get<Echo>("echo");
     // The baseline runs the very interpreter the pool runs (the sandbox may pick another than PATH's).
     const python = (await shared.ready()).sandbox.python;
-    const sharedLat = await latency(500, () => shared.execute(TRIVIAL));
-    const sharedSession = await latency(500, () => shared.execute(TRIVIAL, { sessionId: "lat" }));
-    await services.remove("python_executor");
-
     const local = new PythonInterpreter({ services: null, persistent: true });
-    const localLat = await latency(500, () => local.execute(TRIVIAL, { sessionId: "lat" }));
+    const { figures: lat, ratioOf } = await interleavedRounds({
+      local: () => local.execute(TRIVIAL, { sessionId: "lat" }),
+      service: () => shared.execute(TRIVIAL),
+      serviceSession: () => shared.execute(TRIVIAL, { sessionId: "lat" }),
+      plainCall: () => echo.echo(TRIVIAL),
+    });
     await local.close();
+    await services.remove("python_executor");
+    await services.remove("echo");
+    const sharedLat = lat.service;
+    const sharedSession = lat.serviceSession;
+    const localLat = lat.local;
+    const serviceVsLocal = ratioOf("service", "local");
+    const sessionVsLocal = ratioOf("serviceSession", "local");
 
     // Two baselines: the `python3` a user's PATH gives (what TorchRL's temporary mode runs, via
     // sys.executable), and the very binary the pool runs (a fair per-process start-up cost).
@@ -77,9 +135,18 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
     figures.latency = {
       code: TRIVIAL,
       python,
+      rounds: ROUNDS,
+      callsPerRound: CALLS_PER_ROUND,
       sharedServiceNats: sharedLat,
       sharedServiceNatsWithSession: sharedSession,
       localPersistent: localLat,
+      plainActorbusCall: lat.plainCall,
+      serviceVsLocal,
+      serviceWithSessionVsLocal: sessionVsLocal,
+      target: `service p50 <= ${SERVICE_VS_LOCAL_TARGET}x local persistent p50 (issue 15)`,
+      targetMet: serviceVsLocal <= SERVICE_VS_LOCAL_TARGET,
+      // What the service costs beyond a plain call plus the local execution (medians of rounds).
+      serviceOverPlainCallPlusLocalMs: round(sharedLat.p50Ms - lat.plainCall.p50Ms - localLat.p50Ms, 4),
       pathPython3: pathPython,
       freshPathPython3PerCall: freshPathLat,
       freshSameInterpreterPerCall: freshLat,
@@ -89,10 +156,14 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
       speedupSharedVsFreshSameInterpreter: ratio(freshLat.p50Ms, sharedLat.p50Ms),
       speedupLocalVsFreshSameInterpreter: ratio(freshLat.p50Ms, localLat.p50Ms),
     };
-    printTable("executor: latency of trivial code (p50)", [
+    printTable(`executor: latency of trivial code (p50, median of ${ROUNDS} interleaved rounds of ${CALLS_PER_ROUND})`, [
       ["shared service over NATS", `${sharedLat.p50Ms} ms (p99 ${sharedLat.p99Ms})`],
-      ["  same, with a sessionId", `${sharedSession.p50Ms} ms`],
+      ["  same, with a sessionId", `${sharedSession.p50Ms} ms (p99 ${sharedSession.p99Ms})`],
       ["local persistent process", `${localLat.p50Ms} ms (p99 ${localLat.p99Ms})`],
+      ["plain actorbus call, same payload (reference)", `${lat.plainCall.p50Ms} ms (p99 ${lat.plainCall.p99Ms})`],
+      ["service / local", `${serviceVsLocal}x (target <= ${SERVICE_VS_LOCAL_TARGET}x: ${serviceVsLocal <= SERVICE_VS_LOCAL_TARGET ? "met" : "NOT met"})`],
+      ["service with sessionId / local", `${sessionVsLocal}x`],
+      ["service - plain call - local", `${round(sharedLat.p50Ms - lat.plainCall.p50Ms - localLat.p50Ms, 4)} ms`],
       [`fresh python3 -c per call (PATH: ${pathPython})`, `${freshPathLat.p50Ms} ms`],
       [`fresh ${python} -c per call (the pool's binary)`, `${freshLat.p50Ms} ms`],
       ["sandboxed temporary process per call", `${tempLat.p50Ms} ms`],

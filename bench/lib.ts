@@ -41,8 +41,8 @@ export async function pipelined(total: number, inFlight: number, call: () => Pro
 }
 
 /** A child process running a bench helper script; resolves once it prints "ready". */
-export async function startChild(script: string, args: string[]): Promise<{ child: ChildProcess; lines: AsyncIterator<string>; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "inherit"] });
+export async function startChild(script: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; lines: AsyncIterator<string>; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { stdio: ["pipe", "pipe", "inherit"], ...(env ? { env } : {}) });
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = await lines.next();
   if (first.value !== "ready") throw new Error(`${script} did not start: ${first.value}`);
@@ -67,30 +67,34 @@ export function printTable(title: string, rows: [string, string | number][]): vo
 }
 
 /**
- * One call of `a`, then one of `b`, and so on: both see the same machine. Load from other
- * processes on 2 cores moves round-by-round figures by tens of percent; interleaving cancels it.
+ * One call of each system in turn: all see the same machine. Load from other processes on 2
+ * cores moves round-by-round figures by tens of percent; interleaving cancels it.
  */
-export async function alternatingSequential(n: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
-  for (let i = 0; i < 500; i++) await a(), await b();
-  const la: number[] = [];
-  const lb: number[] = [];
+export async function interleavedSequential<K extends string>(n: number, systems: Record<K, () => Promise<unknown>>) {
+  const entries = Object.entries(systems) as [K, () => Promise<unknown>][];
+  for (let i = 0; i < 500; i++) for (const [, call] of entries) await call();
+  const lat = entries.map(() => [] as number[]);
   for (let i = 0; i < n; i++) {
-    let t = performance.now();
-    await a();
-    la.push(performance.now() - t);
-    t = performance.now();
-    await b();
-    lb.push(performance.now() - t);
+    for (let k = 0; k < entries.length; k++) {
+      const t = performance.now();
+      await entries[k]![1]();
+      lat[k]!.push(performance.now() - t);
+    }
   }
-  const fig = (l: number[]) => {
-    const s = summarize(l);
-    return { callsPerSec: Math.round(1000 / s.meanMs), ...s };
-  };
-  return { a: fig(la), b: fig(lb) };
+  const out = {} as Record<K, { callsPerSec: number; p50Ms: number; p99Ms: number; meanMs: number }>;
+  entries.forEach(([name], k) => {
+    const s = summarize(lat[k]!);
+    out[name] = { callsPerSec: Math.round(1000 / s.meanMs), ...s };
+  });
+  return out;
 }
 
-/** Rounds of `perRound` calls with `inFlight` outstanding, alternating a and b; calls/s over all rounds. */
-export async function alternatingPipelined(rounds: number, perRound: number, inFlight: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+export async function alternatingSequential(n: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  return interleavedSequential(n, { a, b });
+}
+
+/** Rounds of `perRound` calls with `inFlight` outstanding, each system in turn; calls/s over all rounds. */
+export async function interleavedPipelined<K extends string>(rounds: number, perRound: number, inFlight: number, systems: Record<K, () => Promise<unknown>>) {
   const run = async (call: () => Promise<unknown>) => {
     let started = 0;
     const t0 = performance.now();
@@ -104,15 +108,15 @@ export async function alternatingPipelined(rounds: number, perRound: number, inF
     );
     return performance.now() - t0;
   };
-  await run(a);
-  await run(b);
-  let ta = 0;
-  let tb = 0;
-  for (let r = 0; r < rounds; r++) {
-    ta += await run(a);
-    tb += await run(b);
-  }
-  const rate = (ms: number) => ({ callsPerSec: Math.round((rounds * perRound) / (ms / 1000)), inFlight });
-  return { a: rate(ta), b: rate(tb) };
+  const entries = Object.entries(systems) as [K, () => Promise<unknown>][];
+  for (const [, call] of entries) await run(call); // warm-up
+  const ms = entries.map(() => 0);
+  for (let r = 0; r < rounds; r++) for (let k = 0; k < entries.length; k++) ms[k]! += await run(entries[k]![1]);
+  const out = {} as Record<K, { callsPerSec: number; inFlight: number }>;
+  entries.forEach(([name], k) => (out[name] = { callsPerSec: Math.round((rounds * perRound) / (ms[k]! / 1000)), inFlight }));
+  return out;
 }
 
+export async function alternatingPipelined(rounds: number, perRound: number, inFlight: number, a: () => Promise<unknown>, b: () => Promise<unknown>) {
+  return interleavedPipelined(rounds, perRound, inFlight, { a, b });
+}

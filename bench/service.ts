@@ -7,6 +7,10 @@
  *      throughput and p99; and when the calls held by a killed replica fail under each policy.
  *   3. CPU-bound method (2 ms of hashing) with 1 vs 2 replicas: throughput ratio (2 cores).
  *   4. replica SIGKILL -> crash detected, and -> first successful call on the restarted replica.
+ *   5. 16 MB of weights rolled to 4 replicas under a steady call load: time to all-updated, calls
+ *      failed, call rate before vs during. Staged in 512 KiB chunks (fanout, each under the
+ *      server's max_payload; values over it are issue 14 part 3), then committed by a rolling call;
+ *      again with the commit spread over 160 ms per replica, to show the cost of the routing alone.
  * Replicas are child processes (the embedded default), like agent-spawned ones minus the hop.
  */
 import { requestCall, unwrapReply } from "../src/actor/index.ts";
@@ -17,6 +21,7 @@ import type { ServiceProxy } from "../src/service/index.ts";
 import { subjectsFor } from "../src/subjects/index.ts";
 import { alternatingPipelined, alternatingSequential, pipelined, printTable, ratio, round, summarize } from "./lib.ts";
 import { BenchCounter } from "./service-actor.ts";
+import { BenchPolicy } from "./policy-actor.ts";
 
 const SEQ = 3_000;
 const PIPE = 30_000;
@@ -62,6 +67,105 @@ async function settleAfterKill(svc: ServiceProxy<BenchCounter>) {
   process.kill(svc.status().replicas[0]!.pids[0]!, "SIGKILL");
   await Promise.all(calls);
   return { failed: failedAt.length, of: calls.length, lastFailureMs: round(Math.max(0, ...failedAt), 1) };
+}
+
+const WEIGHT_BYTES = 16 * 1024 * 1024;
+const CHUNK_FLOATS = (512 * 1024) / 4;
+const LOAD_CALLERS = 16;
+const ROLLS = 5;
+
+/**
+ * 16 MB of weights to 4 replicas while 16 callers keep calling: staged on every replica in
+ * chunks, then committed replica by replica with a rolling update. Calls/s in a window before
+ * each update, during it (staging + roll) and during the roll alone, summed over the rolls, and
+ * every failure. Two series: the commit as fast as a copy goes (16 slices, a turn of the event
+ * loop between), and spread over 16 x 10 ms per replica, where the roll lasts long enough for its
+ * call rate to show what routing around the replica being updated costs.
+ */
+export async function rollUnderLoad(base: { services: Services; placement: "local" }) {
+  const svc = await BenchPolicy.options({ ...base, meshName: "rolling", numReplicas: 4, maxConcurrency: 8, timeoutMs: 30_000 }).asService();
+  try {
+    let stopped = false;
+    let ok = 0;
+    let failed = 0;
+    let lastError = "";
+    const load = Promise.all(
+      Array.from({ length: LOAD_CALLERS }, async () => {
+        while (!stopped) {
+          try {
+            await svc.act(1);
+            ok++;
+          } catch (err) {
+            failed++;
+            lastError = String(err);
+          }
+        }
+      }),
+    );
+    await sleep(500); // warm-up
+    const weights = new Float32Array(WEIGHT_BYTES / 4).map((_, i) => Math.sin(i));
+    let version = 0;
+
+    const series = async (sliceMs: number) => {
+      // Calls and milliseconds per phase, summed over the rolls: each roll has its own window
+      // before it, so a shift in the machine's load hits both sides alike.
+      const phases = { before: { calls: 0, ms: 0 }, update: { calls: 0, ms: 0 }, roll: { calls: 0, ms: 0 } };
+      const count = (phase: keyof typeof phases, n0: number, t0: number) => {
+        phases[phase].calls += ok - n0;
+        phases[phase].ms += performance.now() - t0;
+      };
+      const rolls: { stageMs: number; rollMs: number; totalMs: number }[] = [];
+      for (let i = 0; i < ROLLS; i++) {
+        const nb = ok;
+        const tb = performance.now();
+        await sleep(500);
+        count("before", nb, tb);
+        const n0 = ok;
+        const t0 = performance.now();
+        for (let at = 0; at < weights.length; at += CHUNK_FLOATS) await svc.stage.fanout(weights.length, at, weights.subarray(at, at + CHUNK_FLOATS));
+        const t1 = performance.now();
+        const n1 = ok;
+        const done = await svc.commit.rolling(++version, sliceMs);
+        const t2 = performance.now();
+        count("update", n0, t0);
+        count("roll", n1, t1);
+        if (done.length !== 4 || done.some((v) => v !== version)) throw new Error(`roll to ${version} ended at ${done.join(",")}`);
+        rolls.push({ stageMs: round(t1 - t0, 1), rollMs: round(t2 - t1, 1), totalMs: round(t2 - t0, 1) });
+      }
+      const mean = (k: keyof (typeof rolls)[number]) => round(rolls.reduce((a, r) => a + r[k], 0) / rolls.length, 1);
+      const rate = (phase: keyof typeof phases) => Math.round(phases[phase].calls / (phases[phase].ms / 1000));
+      return {
+        commitSliceMs: sliceMs,
+        rolls,
+        timeToAllUpdatedMs: mean("totalMs"),
+        stageMs: mean("stageMs"),
+        rollMs: mean("rollMs"),
+        callsPerSecBefore: rate("before"),
+        callsPerSecDuring: rate("update"),
+        callsPerSecDuringRoll: rate("roll"),
+        rateRatioDuring: ratio(rate("update"), rate("before")),
+        rateRatioDuringRoll: ratio(rate("roll"), rate("before")),
+      };
+    };
+    const fast = await series(0);
+    const spread = await series(10);
+    stopped = true;
+    await load;
+    return {
+      weightsMB: WEIGHT_BYTES / 2 ** 20,
+      replicas: 4,
+      callers: LOAD_CALLERS,
+      chunkKiB: (CHUNK_FLOATS * 4) / 1024,
+      ...fast,
+      spreadCommit: spread,
+      callsFailed: failed,
+      lastError,
+      versionsAfter: svc.status().replicas.map((r) => r.version),
+      target: "0 calls failed",
+    };
+  } finally {
+    await svc.shutdown();
+  }
 }
 
 export async function benchService(): Promise<Record<string, unknown>> {
@@ -158,6 +262,9 @@ export async function benchService(): Promise<Record<string, unknown>> {
     }
     await crashy.shutdown();
 
+    // 5. Weights rolled to 4 replicas under load.
+    const rolling = await rollUnderLoad(base);
+
     const figures = {
       routing: {
         direct: { sequential: directSeq, pipelined: directPipe },
@@ -182,6 +289,7 @@ export async function benchService(): Promise<Record<string, unknown>> {
       },
       cpuBound: { ...cpu, ratio: ratio(cpu.replicas2, cpu.replicas1), target: ">= 1.7x on 2 cores" },
       crash: { detectMs: summarize(detect), firstSuccessfulCallMs: summarize(recover), restartBackoffMs: 100, samples: detect.length },
+      rolling,
     };
     printTable("service: routed calls vs direct calls to the same replica process", [
       ["direct sequential calls/s", `${directSeq.callsPerSec}  p50 ${directSeq.p50Ms} ms  p99 ${directSeq.p99Ms} ms`],
@@ -212,6 +320,14 @@ export async function benchService(): Promise<Record<string, unknown>> {
     printTable("service: replica SIGKILL (restartBackoffMs 100)", [
       ["crash detected, p50/max ms", `${figures.crash.detectMs.p50Ms} / ${round(Math.max(...detect), 1)}`],
       ["first successful call on the restarted replica, p50/max ms", `${figures.crash.firstSuccessfulCallMs.p50Ms} / ${round(Math.max(...recover), 1)}`],
+    ]);
+    printTable(`service: ${rolling.weightsMB} MB of weights rolled to 4 replicas under ${LOAD_CALLERS} steady callers (${rolling.rolls.length} rolls)`, [
+      ["time to all-updated ms (stage in chunks + roll)", `${rolling.timeToAllUpdatedMs} (${rolling.stageMs} + ${rolling.rollMs})`],
+      ["calls failed (must be 0)", rolling.callsFailed],
+      ["calls/s before", rolling.callsPerSecBefore],
+      ["calls/s during the update, ratio", `${rolling.callsPerSecDuring}, ${rolling.rateRatioDuring}x`],
+      ["calls/s during the roll alone, ratio", `${rolling.callsPerSecDuringRoll}, ${rolling.rateRatioDuringRoll}x`],
+      ["commit spread over 160 ms per replica: roll ms, calls/s during it, ratio", `${rolling.spreadCommit.rollMs}, ${rolling.spreadCommit.callsPerSecDuringRoll}, ${rolling.spreadCommit.rateRatioDuringRoll}x`],
     ]);
     return figures;
   } finally {

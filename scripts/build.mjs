@@ -3,7 +3,7 @@
 // files read at run time. Development runs straight from src/ under tsx; only the package
 // (npm pack, npm publish, npm install of the repo) runs this, through `prepare`.
 import { execFileSync } from "node:child_process";
-import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,7 +11,14 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
 // Files that code loads by path next to its own module, not by import.
-const RUNTIME_ASSETS = ["executor/runner.py"];
+const RUNTIME_ASSETS = [
+  "executor/runner.py",
+  // The dashboard's page (src/dashboard/assets.ts lists them; test/dashboard checks both agree).
+  "dashboard/assets/index.html",
+  "dashboard/assets/dashboard.js",
+  "dashboard/assets/dashboard.css",
+  "dashboard/assets/favicon.svg",
+];
 
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
@@ -39,4 +46,7 @@ for (const file of files(dist)) {
   const fixed = text.replace(RELATIVE_TS, "$1$2.js$3");
   if (fixed !== text) writeFileSync(file, fixed);
 }
-for (const asset of RUNTIME_ASSETS) copyFileSync(join(root, "src", asset), join(dist, asset));
+for (const asset of RUNTIME_ASSETS) {
+  mkdirSync(dirname(join(dist, asset)), { recursive: true });
+  copyFileSync(join(root, "src", asset), join(dist, asset));
+}

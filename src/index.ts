@@ -66,6 +66,9 @@ export type { WireError } from "./errors/index.ts";
 export { Actor, SessionLostError, sessionInfo, collectStatus, formatStatus, liveAgents } from "./service/index.ts";
 export type { ConfiguredActor, ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
 export { RouterError, ROUTERS } from "./service/index.ts";
+export { RollingUpdateError, VersionUnavailableError, rolling } from "./service/index.ts";
+export type { RollingEndpoint, RollingHandle, RollingReport } from "./service/index.ts";
+export type { RollingOptions } from "./call/index.ts";
 export type { RouterSpec, RouterName, RouterFunction, ReplicaView, RouteRequest } from "./service/index.ts";
 export { startAgent } from "./agent/index.ts";
 export type { Agent, AgentOptions, HostRecord } from "./agent/index.ts";
@@ -76,7 +79,7 @@ export type { PythonExecutorOptions, SandboxOptions, ExecuteOptions, ExecutionRe
 
 // Batched inference (TorchRL's InferenceServer / InferenceTransport)
 export { InferenceServer, InProcessTransport, NatsTransport, InferenceEndpoint, registerInference, inferenceClient, stack, unstack } from "./inference/index.ts";
-export type { InferenceTransport, InferenceClient, Drained, SubmitOptions, InferenceServerOptions, InferenceModel, ShutdownOptions, InferenceServerStats, NatsTransportOptions, InProcessTransportOptions, InferenceEndpointInfo, RegistryInferenceClient, InferenceClientOptions, TypedArray, Tensor, TensorValue, TensorRecord, TensorBatch, TensorBatchLike } from "./inference/index.ts";
+export type { InferenceTransport, InferenceClient, Drained, SubmitOptions, InferenceServerOptions, InferenceModel, ShutdownOptions, InferenceServerStats, InferenceHistograms, NatsTransportOptions, InProcessTransportOptions, InferenceEndpointInfo, RegistryInferenceClient, InferenceClientOptions, TypedArray, Tensor, TensorValue, TensorRecord, TensorBatch, TensorBatchLike } from "./inference/index.ts";
 export { InferenceShutdownError, InferenceServerLostError, ResultCountError, TensorRecordError, InferenceServerStateError } from "./inference/index.ts";
 export { WeightSyncError } from "./inference/weights.ts";
 export type { WeightSyncReceiver, UpdateModelOptions } from "./inference/weights.ts";
@@ -84,3 +87,7 @@ export type { WeightSyncReceiver, UpdateModelOptions } from "./inference/weights
 // Prometheus metrics (prom-client, loaded by createMetrics only)
 export { createMetrics, serveMetrics, watchExecutor, watchInference, FAMILIES as METRIC_FAMILIES } from "./metrics/index.ts";
 export type { Metrics, CreateMetricsOptions, MetricsServer, ServeMetricsOptions } from "./metrics/index.ts";
+
+// The live dashboard page (actorbus dashboard)
+export { startDashboard } from "./dashboard/index.ts";
+export type { Dashboard, DashboardOptions } from "./dashboard/index.ts";

@@ -1,7 +1,8 @@
 import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata } from "../call/index.ts";
 import type { Codec } from "../codec/index.ts";
-import { brief, headersOf, type Inbound } from "../connection/index.ts";
+import { BATCH_HEADER, brief, type headersOf, type Inbound } from "../connection/index.ts";
 import { CodecError, MethodNotFoundError } from "../errors/index.ts";
+import { TRACEPARENT, TRACESTATE } from "../tracing/index.ts";
 import { HostedCall } from "./hosted-call.ts";
 import { OWNER_LIFECYCLE_METHODS } from "./methods.ts";
 
@@ -9,13 +10,18 @@ const MAX_ARGS = 65_535;
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
- * The call a message carries, or throws a CodecError saying what is wrong with it. `decodeArgs`
- * false (a relaying host) leaves the payload as bytes.
+ * The headers a host reads from every call message, in one pass over its header block (read
+ * with headersOf). A message with the batch header carries several calls (src/connection/batch.ts).
  */
-const CALL_HEADERS = [CALL_HEADER, META_HEADER] as const;
+export const CALL_HEADERS = [CALL_HEADER, META_HEADER, BATCH_HEADER, TRACEPARENT, TRACESTATE] as const;
+export type CallHeaders = ReturnType<typeof headersOf<typeof CALL_HEADERS>>;
 
-export function parseCall(msg: Inbound, name: string, codec: Codec, decodeArgs: boolean): HostedCall {
-  const [header, metaHeader] = headersOf(msg, CALL_HEADERS);
+/**
+ * The call a message carries, given its CALL_HEADERS, or throws a CodecError saying what is
+ * wrong with it. `decodeArgs` false (a relaying host) leaves the payload as bytes.
+ */
+export function parseCall(msg: Inbound, headers: CallHeaders, name: string, codec: Codec, decodeArgs: boolean): HostedCall {
+  const [header, metaHeader] = headers;
   if (!header) throw new CodecError(`call to ${name} without its ${CALL_HEADER} header; call through a handle`, { details: { service: name } });
   const h = parseCallHeader(header);
   if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
@@ -28,7 +34,8 @@ export function parseCall(msg: Inbound, name: string, codec: Codec, decodeArgs: 
     if (decoded.length > MAX_ARGS) throw new CodecError(`malformed call to ${name}: at most ${MAX_ARGS} arguments per call (got ${decoded.length}); pass an array instead`, { details: { service: name } });
     args = decoded;
   }
-  return new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args);
+  // W3C trace context, relayed as is when no span is made here (headers[3], headers[4]).
+  return new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args, headers[3], headers[4]);
 }
 
 /**

@@ -1,12 +1,13 @@
-import { callSettings, createCallIds, mergeCallOptions, sendableMethod, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
+import { callSettings, createCallIds, mergeCallOptions, ROLLING, sendableMethod, WITH_OPTIONS, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
 import type { BusConnection } from "../connection/index.ts";
-import { CodecError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
+import { CodecError, InvalidOptionsError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
 import { codeOf, NO_METRICS, type MethodRecorder, type MetricsSink } from "../metrics/index.ts";
 import { unwrapReply } from "../reply/index.ts";
 import { requestCall } from "./send-call.ts";
 import { materialize, streamable } from "../stream/index.ts";
+import { clientSpan, endSpan, tracerSource, type TraceTarget } from "../tracing/index.ts";
 
 type AnyFn = (...args: any[]) => any;
 type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T] & string;
@@ -41,6 +42,11 @@ export interface HandleParams {
   metrics?: MetricsSink;
   /** The service's declared methods, when known (the registry record): other names count as "other". */
   methods?: readonly string[];
+  /**
+   * Whether the service is replicated (launched with asService()), which only those can roll
+   * (`rolling(handle)`): asked when a roll is made, from the registry record.
+   */
+  isReplicated?: () => Promise<boolean>;
 }
 
 // Names that generic code probes on any object (await, JSON.stringify, util.inspect, test
@@ -75,8 +81,10 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
   const nextId = createCallIds();
   const opts = p.callOptions;
   const metered = (p.metrics ?? NO_METRICS).client(subjects.namespace, name, p.methods);
+  const tracer = tracerSource();
+  const traced: TraceTarget = { namespace: subjects.namespace, service: name, subject };
 
-  const call = (method: string, args: unknown[], rec: MethodRecorder): Promise<unknown> => {
+  const call = (method: string, args: unknown[], rec: MethodRecorder, rolling?: ResolvedRollingOptions): Promise<unknown> => {
     const s = callSettings(timeoutMs, opts);
     let payload: Uint8Array;
     try {
@@ -84,12 +92,14 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     } catch (err) {
       return Promise.reject(err);
     }
-    const sent = requestCall(transport, subjects, subject, payload, { method, callId: nextId(), deadline: s.deadline, meta: s.meta, signal: s.signal });
+    const callId = nextId();
+    const span = clientSpan(tracer, traced, method, callId); // undefined while no SDK is registered
+    const sent = requestCall(transport, subjects, subject, payload, { method, callId, deadline: s.deadline, meta: s.meta, signal: s.signal, minVersion: opts?.minVersion, rolling, trace: span });
     const settle = (bytes: Uint8Array) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs);
-    if (!rec.on) return streamable(sent.then(settle, (err) => explain(err, s.deadline)));
+    if (!rec.on) return streamable(endSpan(span, sent.then(settle, (err) => explain(err, s.deadline))));
     // The clock starts once the arguments are encoded: the histogram is the time on the wire and the host.
     const t0 = performance.now();
-    return streamable(
+    return streamable(endSpan(span,
       sent.then(
         (bytes) => {
           let v: unknown;
@@ -108,7 +118,7 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
             throw e;
           }),
       ),
-    );
+    ));
   };
 
   // Asking the registry why nobody listens happens within what is left of the call's deadline.
@@ -117,9 +127,29 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     throw err;
   };
 
+  // `rolling(handle).method(...)`: the call with the Ab-Rolling header; the service's registry
+  // face rolls it over the replicas and answers with their results, in replica order. A plain
+  // service would run it once and answer one result, so the registry is asked first.
+  const rollingForm = (ro: ResolvedRollingOptions) =>
+    new Proxy(Object.create(null), {
+      get(_t, prop) {
+        if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;
+        return async (...args: unknown[]) => {
+          if (!sendableMethod(prop)) throw new CodecError(`method name ${JSON.stringify(prop.slice(0, 80))} cannot be sent: 1..256 characters without control characters`);
+          if (p.isReplicated && !(await p.isReplicated())) {
+            throw new InvalidOptionsError(`rolling() takes a replicated service (launched with asService()); "${name}" in namespace "${subjects.namespace}" is served without replicas to roll`, {
+              details: { service: name },
+            });
+          }
+          return call(prop, args, metered.method(prop), ro);
+        };
+      },
+    });
+
   return new Proxy(Object.create(null), {
     get(_t, prop) {
       if (prop === HANDLE_INFO) return info;
+      if (prop === ROLLING) return rollingForm;
       if (prop === WITH_OPTIONS) return (more: ResolvedCallOptions) => createHandle<T>({ ...p, callOptions: mergeCallOptions(opts, more) });
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `ServiceHandle(${subjects.namespace}/${name})`;
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;

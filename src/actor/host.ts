@@ -1,10 +1,10 @@
 import { hostname } from "node:os";
-import { brief, rateLimitedLogger, stderrLogger, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
+import { brief, headersOf, MAX_BATCH_CALLS, rateLimitedLogger, stderrLogger, unbatch, type BusConnection, type Inbound, type Logger, type Subscription } from "../connection/index.ts";
 import { CodecError, ServiceUnavailableError } from "../errors/index.ts";
 import { NO_METRICS, type MetricsSink } from "../metrics/index.ts";
 import { encodeErr, respondSafely } from "../reply/index.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
-import { parseCall, refuseMethod } from "./call-request.ts";
+import { CALL_HEADERS, parseCall, refuseMethod, type CallHeaders } from "./call-request.ts";
 import { createHostControl } from "./control.ts";
 import type { HostedCall } from "./hosted-call.ts";
 import { createMailbox } from "./mailbox.ts";
@@ -92,9 +92,18 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     if (problem) log.warn("reply not sent as is", { ...where(subject), reason: problem });
   };
 
+  // Replies to the calls of a batch go one by one or combined (the mailbox's outbox decides).
+  const publishReply = (subject: string, data: Uint8Array) => {
+    try {
+      transport.publish(subject, data);
+    } catch (err) {
+      log.warn("reply not sent", { ...where("call"), reason: brief(err) });
+    }
+  };
+
   const metrics = p.metrics ?? NO_METRICS;
   const calls = metrics.host(subjects.namespace, name, methods);
-  const mailbox = createMailbox({ conn, subjects, name, instanceId: p.instanceId, instance, options, stats, relay, send, calls });
+  const mailbox = createMailbox({ conn, subjects, name, instanceId: p.instanceId, instance, options, stats, relay, send, publish: publishReply, calls });
   const labels = { namespace: subjects.namespace, service: name };
   // Read when Prometheus scrapes; the hosts of one service in this process add up.
   const unwatch = [
@@ -127,20 +136,19 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const controlGuard = answerThrow("control");
   const cancelGuard = { onError: (_msg: Inbound, err: unknown) => log.warn("cancel handler failed", { ...where("cancel"), reason: brief(err) }) };
 
-  const onCall = (msg: Inbound) => {
-    if (!msg.reply) {
-      // Handles always ask for a reply: this is someone else's publish, and cannot be answered.
-      log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
-      return;
-    }
+  const malformed = (msg: Inbound, err: unknown) => {
+    stats.rejected();
+    calls.method("").count("CODEC");
+    log.warn("malformed call", { ...where("call"), bytes: msg.data.length, reason: brief(err) });
+    send(msg, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))), "call");
+  };
+
+  const accept = (msg: Inbound, headers: CallHeaders) => {
     let job: HostedCall;
     try {
-      job = parseCall(msg, name, codec, !relay);
+      job = parseCall(msg, headers, name, codec, !relay);
     } catch (err) {
-      stats.rejected();
-      calls.method("").count("CODEC");
-      log.warn("malformed call", { ...where("call"), bytes: msg.data.length, reason: brief(err) });
-      return send(msg, encodeErr(codec, err instanceof CodecError ? err : new CodecError(brief(err))), "call");
+      return malformed(msg, err);
     }
     if (!accepting) {
       calls.method(job.method).count("SERVICE_UNAVAILABLE");
@@ -153,6 +161,27 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       return mailbox.reply(job, encodeErr(codec, refused));
     }
     mailbox.post(job);
+  };
+
+  const onCall = (msg: Inbound) => {
+    if (!msg.reply) {
+      // Handles always ask for a reply: this is someone else's publish, and cannot be answered.
+      log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
+      return;
+    }
+    const headers = headersOf(msg, CALL_HEADERS);
+    if (!headers[2]) return accept(msg, headers);
+    let batch: Inbound[];
+    try {
+      batch = unbatch(msg, headers[2], MAX_BATCH_CALLS, publishReply);
+    } catch (err) {
+      return malformed(msg, err);
+    }
+    for (const call of batch) {
+      const h = headersOf(call, CALL_HEADERS);
+      if (h[2]) malformed(call, new CodecError("a batch inside a batch"));
+      else accept(call, h);
+    }
   };
 
   const host: ActorHost = {

@@ -1,5 +1,6 @@
 import type { CallContext } from "../call/index.ts";
 import type { Inbound } from "../connection/index.ts";
+import type { ServerSpan } from "../tracing/index.ts";
 
 /**
  * One call a host has accepted, from arrival to reply. It is the method's `currentCall()`:
@@ -15,6 +16,8 @@ export class HostedCall implements CallContext {
   private abortReason: Error | undefined;
   /** Set by the host when the signal exists: the deadline then aborts it too. */
   onSignal: ((call: HostedCall) => void) | undefined;
+  /** The host's span of the call, while an OpenTelemetry SDK is registered. */
+  trace: ServerSpan | undefined;
 
   constructor(
     readonly msg: Inbound,
@@ -25,7 +28,19 @@ export class HostedCall implements CallContext {
     /** The raw Ab-Meta header, relayed as is. */
     readonly metaHeader: string,
     readonly args: unknown[] | undefined,
+    /** The caller's W3C trace context ("" when it sent none). */
+    private readonly callerTraceparent = "",
+    private readonly callerTracestate = "",
   ) {}
+
+  /** The host's span when there is one, else the caller's context: what nested calls and relays carry on. */
+  get traceparent(): string {
+    return this.trace ? this.trace.traceparent : this.callerTraceparent;
+  }
+
+  get tracestate(): string {
+    return this.trace ? this.trace.tracestate : this.callerTracestate;
+  }
 
   get signal(): AbortSignal {
     if (!this.controller) {

@@ -1,14 +1,15 @@
-import PQueue from "p-queue";
 import { runInCall } from "../call/index.ts";
-import { brief, createDeadlines, type BusConnection, type Inbound } from "../connection/index.ts";
+import { brief, createDeadlines, sendReplies, type BusConnection, type Inbound } from "../connection/index.ts";
 import { CallTimeoutError, CancelledError, errorClassFor, OverloadedError, ServiceUnavailableError, type WireError } from "../errors/index.ts";
 import { codeOf, type CallRecorder } from "../metrics/index.ts";
 import { encodeErr, encodeOk } from "../reply/index.ts";
 import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
 import type { Subjects } from "../subjects/index.ts";
+import { ATTR, serverSpans, tracerSource } from "../tracing/index.ts";
 import type { HostedCall } from "./hosted-call.ts";
 import type { ResolvedActorOptions } from "./options.ts";
 import type { Relay } from "./relay.ts";
+import { createRunQueue } from "./run-queue.ts";
 import type { StatsRecorder } from "./stats.ts";
 
 /**
@@ -48,18 +49,24 @@ export interface MailboxParams {
   relay: Relay | undefined;
   /** Sends a reply, never throwing (what could not be sent as is goes to the host's log). */
   send(msg: Inbound, bytes: Uint8Array, subject: string): void;
+  /** Publishes combined replies, never throwing. */
+  publish(subject: string, data: Uint8Array): void;
 }
+
+// Replies of a long batch leave in parts of this many, so its caller can start on them.
+const OUTBOX_PART = 32;
 
 export function createMailbox(p: MailboxParams): Mailbox {
   const { conn, subjects, name, options, stats, relay, send, calls } = p;
   const { codec, transport } = conn;
-  const queue = new PQueue({ concurrency: options.maxConcurrency });
   const live = new Map<string, HostedCall>(); // by call id
   // Queued calls cancelled before they ran still sit in p-queue until it reaches them; they do
   // not count against maxPending.
   let cancelledQueued = 0;
   let failing = false;
   const target = p.instance as Record<string, (...a: unknown[]) => unknown>;
+  // OpenTelemetry SERVER spans, made only while an SDK is registered (job.trace stays undefined).
+  const spans = serverSpans(tracerSource(), { namespace: subjects.namespace, service: name, subject: subjects.call(name) }, codec, { [ATTR.instance]: p.instanceId, [ATTR.relay]: relay !== undefined });
   // A method that asked for its signal is aborted at its deadline; one shared timer for all.
   const running = createDeadlines<HostedCall>((c) => {
     if (!c.settled) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
@@ -74,19 +81,26 @@ export function createMailbox(p: MailboxParams): Mailbox {
   // calls that finish at different microtask depths (a mailbox runs them one after another)
   // would each cost a write syscall; while other calls are in flight, replies wait for the end
   // of this turn of the event loop and leave together. A lone call's reply leaves at once.
+  // Replies to one caller's coalesced calls leave combined in one message.
   const outbox: [Inbound, Uint8Array][] = [];
   let outboxFlush: ReturnType<typeof setImmediate> | undefined;
+  const sendOne = (msg: Inbound, bytes: Uint8Array) => send(msg, bytes, "call");
   const flushOutbox = () => {
+    if (outboxFlush) clearImmediate(outboxFlush);
     outboxFlush = undefined;
-    for (const [msg, bytes] of outbox.splice(0)) send(msg, bytes, "call");
+    sendReplies(outbox.splice(0), transport.maxPayload, p.publish, sendOne);
   };
 
   const reply = (job: HostedCall, bytes: Uint8Array) => {
     if (job.settled) return;
+    job.trace?.end(bytes);
     settle(job);
     if (live.size === 0 && outbox.length === 0) return send(job.msg, bytes, "call");
     outbox.push([job.msg, bytes]);
-    outboxFlush ??= setImmediate(flushOutbox);
+    // A long batch answers in parts, so that its caller works on the first replies while the
+    // rest run: caller and host overlap instead of taking turns.
+    if (outbox.length >= OUTBOX_PART) flushOutbox();
+    else outboxFlush ??= setImmediate(flushOutbox);
   };
 
   const settle = (job: HostedCall) => {
@@ -159,13 +173,15 @@ export function createMailbox(p: MailboxParams): Mailbox {
       })));
     }
     job.started = true;
+    job.trace?.started();
     const t0 = performance.now();
     let out: Uint8Array;
     let failed = false;
     try {
-      const value = await runInCall(job, () => invoke(job));
+      const value = await runInCall(job, () => (job.trace ? job.trace.run(() => invoke(job)) : invoke(job)));
       if (!relay && isAsyncIterable(value)) {
-        await serveStreamed(job, value);
+        await serveStreamed(job, job.trace ? job.trace.followStream(value) : value);
+        job.trace?.end();
         stats.record(performance.now() - t0, false);
         rec.done(t0, "OK");
         return;
@@ -181,6 +197,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
     } catch (err) {
       // Either the method threw (a RemoteError for the caller) or its result cannot be encoded
       // (a CodecError from encodeOk); neither is a failure of the host.
+      job.trace?.fail(err);
       out = encodeErr(codec, err);
       failed = true;
       stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
@@ -192,27 +209,30 @@ export function createMailbox(p: MailboxParams): Mailbox {
     reply(job, out);
   };
 
+  const queue = createRunQueue(options.maxConcurrency, run);
+
   return {
     get running() {
-      return queue.pending;
+      return queue.running;
     },
     get queued() {
-      return queue.size - cancelledQueued;
+      return queue.waiting - cancelledQueued;
     },
     post(job) {
-      const queued = queue.size - cancelledQueued;
-      if (queued >= options.maxPending && queue.pending >= options.maxConcurrency) {
+      job.trace = spans.start(job.method, job.callId, job);
+      const queued = queue.waiting - cancelledQueued;
+      if (queued >= options.maxPending && queue.running >= options.maxConcurrency) {
         stats.rejected();
         calls.overloaded();
         calls.method(job.method).count("OVERLOADED");
         return reply(job, encodeErr(codec, new OverloadedError(
-          `${name} is overloaded: ${queue.pending} running and ${queued} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
-          { details: { service: name, running: queue.pending, queued } },
+          `${name} is overloaded: ${queue.running} running and ${queued} queued (maxPending ${options.maxPending}); retry with backoff or add replicas`,
+          { details: { service: name, running: queue.running, queued } },
         )));
       }
       job.onSignal = watchDeadline;
       live.set(job.callId, job);
-      queue.add(() => run(job)).catch(() => {});
+      queue.push(job);
     },
     reply,
     cancel(callId) {
@@ -247,7 +267,6 @@ export function createMailbox(p: MailboxParams): Mailbox {
         job.abort(stopped); // ends its stream, if it streams
         reply(job, err);
       }
-      if (outboxFlush) clearImmediate(outboxFlush);
       flushOutbox();
       running.close();
     },

@@ -12,6 +12,13 @@ export interface CallContext {
   readonly deadline: number;
   readonly metadata: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
+  /**
+   * W3C trace context of the host's span of this call (OpenTelemetry, when an SDK is registered
+   * here), else as the caller sent it; "" when there is none. For propagating the trace to
+   * systems actorbus does not reach; calls through handles carry it by themselves.
+   */
+  readonly traceparent: string;
+  readonly tracestate: string;
 }
 
 // The one process-wide slot of the library: like OpenTelemetry's context, the context of "the
@@ -19,7 +26,7 @@ export interface CallContext {
 const store = new AsyncLocalStorage<CallContext>();
 
 const NEVER = new AbortController().signal;
-const OUTSIDE: CallContext = Object.freeze({ callId: "", method: "", deadline: Infinity, metadata: Object.freeze({}), signal: NEVER });
+const OUTSIDE: CallContext = Object.freeze({ callId: "", method: "", deadline: Infinity, metadata: Object.freeze({}), signal: NEVER, traceparent: "", tracestate: "" });
 
 /**
  * The context of the call being served, inside any method of any hosted class (and whatever

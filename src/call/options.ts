@@ -12,6 +12,12 @@ export interface CallOptions {
   metadata?: Record<string, string>;
   /** Streams: the longest wait for one item (the deadline bounds the whole stream). */
   idleTimeoutMs?: number;
+  /**
+   * Replicated services: only replicas whose `version` is at least this take the call; while
+   * none is, the call waits (within its deadline), then fails with VersionUnavailableError.
+   * Not inherited by calls the method makes.
+   */
+  minVersion?: number;
 }
 
 /** The options kit's checker of AbortSignal options (calls, inference submits). */
@@ -28,6 +34,7 @@ export const callOptions = defineOptions(
     signal: abortSignalOption,
     metadata: (v, _key, where) => checkMetadata(v, where),
     idleTimeoutMs: durationMs({ min: 1, hint: "the longest wait for one item of a stream" }),
+    minVersion: custom<number>((v) => typeof v === "number" && Number.isFinite(v), "a finite number", "the lowest replica version to route to, e.g. 7"),
   } satisfies SpecFor<CallOptions>,
   {},
   { example: "{ timeoutMs: 500, signal: controller.signal, metadata: { tenant: \"a\" } }" },
@@ -43,6 +50,7 @@ export function mergeCallOptions(a: ResolvedCallOptions | undefined, b: Resolved
     signal: b.signal ?? a.signal,
     metadata: b.metadata ?? a.metadata,
     idleTimeoutMs: b.idleTimeoutMs ?? a.idleTimeoutMs,
+    minVersion: b.minVersion ?? a.minVersion,
   };
 }
 

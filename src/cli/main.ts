@@ -2,6 +2,7 @@ import { ActorBusError } from "../errors/index.ts";
 import { agentCommand } from "./agent.ts";
 import { UsageError } from "./args.ts";
 import { callCommand } from "./call.ts";
+import { dashboardCommand } from "./dashboard.ts";
 import { lsCommand } from "./ls.ts";
 import { resetCommand } from "./reset.ts";
 import { statusCommand } from "./status.ts";
@@ -15,6 +16,8 @@ const HELP = `actorbus — services and actors on NATS
   actorbus status [--namespace N] [--json]              services with replicas, hosts, state, latency; agents
   actorbus agent  [--host-id ID] [--cpus N] [--gpus N|0,2,5,7]
                                                         run a host agent that starts replica processes
+  actorbus dashboard [--namespace N]... [--port 8080] [--allow-actions]
+                                                        serve a live web page of the namespace (127.0.0.1)
 
 Common: --servers URL (default NATS_URL, then nats://127.0.0.1:4222), --creds FILE,
 --inbox-prefix P (a tenant's own reply prefix, e.g. _INBOX_team_a; or NATS_INBOX_PREFIX).
@@ -27,6 +30,7 @@ const commands: Record<string, Command> = {
   reset: resetCommand,
   status: statusCommand,
   agent: agentCommand,
+  dashboard: dashboardCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

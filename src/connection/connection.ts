@@ -1,12 +1,14 @@
-import { createInbox, PermissionViolationError, type Msg, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
 import { authOf, connectionOptions, redactUrl, resolveServers, toNatsOptions, type ConnectionAuth, type ConnectionOptions } from "./options.ts";
 import { bounded } from "./bounded.ts";
+import { createMovableConnection } from "./lame-duck.ts";
+import { rateLimitedLogger, stderrLogger } from "./log.ts";
 import { connectNats } from "./nats-connect.ts";
 import { createRequestMux, inboxPrefixOf } from "./request-mux.ts";
-import { deliverGuarded, type Inbound, type Transport } from "./transport.ts";
+import type { Transport } from "./transport.ts";
 
 /**
  * One NATS connection and what hangs off it: the request mux, the codec and the close hooks of
@@ -115,8 +117,18 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
   // In-flight calls cannot get their replies across a reconnect (the server dropped our
   // subscription interest in between), so fail them now rather than at their deadlines.
   let connected = true;
+  // Subscriptions and requests that follow the connection off a server in lame-duck mode.
+  const log = rateLimitedLogger(stderrLogger());
+  const movable = createMovableConnection({
+    nc,
+    send: mux.request,
+    inFlight: () => mux.inFlight,
+    newInbox: () => createInbox(inboxPrefixOf(nc)),
+    warn: (msg, fields) => log.warn(msg, fields),
+  });
   (async () => {
     for await (const s of nc.status()) {
+      movable.status(s as { type: string; server?: string });
       if (s.type === "reconnect") connected = true;
       if (s.type === "disconnect") {
         connected = false;
@@ -134,17 +146,9 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
     get maxPayload() {
       return nc.info?.max_payload ?? 1024 * 1024;
     },
-    request: mux.request,
+    request: movable.request,
     publish: (subject, data) => nc.publish(subject, data),
-    subscribe(subject, handler, o) {
-      const sub = nc.subscribe(subject, {
-        queue: o?.queue,
-        callback: (err: Error | null, msg: Msg) => {
-          if (!err) deliverGuarded(handler, msg as Inbound, o?.onError);
-        },
-      });
-      return { unsubscribe: () => sub.unsubscribe() };
-    },
+    subscribe: movable.subscribe,
     flush: () => nc.flush(),
     newInbox: () => createInbox(inboxPrefixOf(nc)),
   };
@@ -168,6 +172,7 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
         // connection can still carry their replies; nats.js drain() would not wait for them.
         await Promise.allSettled([...hooks].map((h) => h()));
         hooks.clear();
+        movable.close();
         mux.close();
         // A drain needs the server: cut off from it, nats.js would wait for a reconnect forever.
         if (!nc.isClosed() && connected) await bounded(nc.drain(), DRAIN_BOUND_MS);

@@ -4,7 +4,8 @@ export { authOf, redactUrl, resolveServers, DEFAULT_URL, CONNECTION_CHECKS, CONN
 export { deliverGuarded, abortError, headersOf, type Transport, type Inbound, type InboundHeaders, type RequestOptions, type Subscription, type SubscribeOptions } from "./transport.ts";
 export { startNatsServer, freePort, findNatsServerBinary, type NatsServerProcess, type NatsServerSpawnOptions } from "./dev-server.ts";
 export { bounded } from "./bounded.ts";
-export { inboxPrefixOf } from "./request-mux.ts";
+export { inboxPrefixOf, MAX_BATCH_CALLS } from "./request-mux.ts";
+export { BATCH_HEADER, unbatch, sendReplies } from "./batch.ts";
 export { createDeadlines, MAX_TIMER_MS, type Deadlines } from "./deadlines.ts";
 export { createLocalBus, localConnection, type LocalBus } from "./local.ts";
 export { rateLimitedLogger, stderrLogger, checkLogger, loggerCheck, brief, type Logger, type RateLimitedLogger, type RateLimitOptions } from "./log.ts";

@@ -10,6 +10,7 @@ import {
   type ActorBusError,
 } from "../errors/index.ts";
 import { replyInbox } from "../subjects/index.ts";
+import { batchEntrySize, batchHeaderBlock, COMBINED_TOKEN, encodeBatch, forEachReply, MAX_TOKEN, type BatchEntry } from "./batch.ts";
 import { createDeadlines } from "./deadlines.ts";
 import { abortError, type RequestOptions } from "./transport.ts";
 
@@ -23,6 +24,14 @@ interface Pending {
   onAbort?: () => void;
 }
 
+/** A coalescing request waiting for the end of this turn to leave with others to its subject. */
+interface Queued extends BatchEntry {
+  p: Pending;
+}
+
+/** Most calls one batch message carries; hosts refuse more. */
+export const MAX_BATCH_CALLS = 1024;
+
 const TE = new TextEncoder();
 
 /**
@@ -30,10 +39,16 @@ const TE = new TextEncoder();
  * own MsgHdrs (a Map, key canonicalisation, validation) costs more per call than the rest of a
  * request. Callers put no CR/LF in keys or values (src/call/wire.ts guarantees it for calls).
  */
-function toHeaders(h: Record<string, string>): MsgHdrs {
+function headerBlock(h: Record<string, string>): string {
   let block = "NATS/1.0\r\n";
   for (const k in h) block += `${k}: ${h[k]}\r\n`;
-  const bytes = TE.encode(`${block}\r\n`);
+  return `${block}\r\n`;
+}
+
+/** A call of a batch without headers of its own. */
+const NO_HEADERS = "NATS/1.0\r\n\r\n";
+
+function asHeaders(bytes: Uint8Array): MsgHdrs {
   return { encode: () => bytes } as unknown as MsgHdrs;
 }
 
@@ -70,8 +85,15 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
   let nextId = 1;
   let closed = false;
   const maxPayload = () => nc.info?.max_payload ?? 1024 * 1024;
+  // Coalescing requests of this turn, by subject; sent by one microtask queued with the first.
+  const queued = new Map<string, Queued[]>();
+  let flushQueued = false;
+  // The calls of each batch in flight, by the token of its first call (the batch's reply
+  // subject): a "no responders" status for the batch fails them all.
+  const batches = new Map<number, Queued[]>();
 
   const deadlines = createDeadlines<number>((id) => {
+    batches.delete(id);
     const p = pending.get(id);
     if (!p) return;
     pending.delete(id);
@@ -91,11 +113,14 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       return;
     }
     const id = Number(msg.subject.slice(prefixLen));
-    const p = pending.get(id);
+    if (id === COMBINED_TOKEN) {
+      forEachReply(msg.data, (token, bytes) => take(token)?.resolve(bytes));
+      return;
+    }
+    const batch = batches.get(id);
+    if (batch) batches.delete(id);
+    const p = take(id);
     if (!p) return; // late reply for a call that already timed out or was cancelled
-    pending.delete(id);
-    deadlines.delete(id, p.timeoutMs);
-    release(p);
     let h: Msg["headers"];
     try {
       h = msg.headers;
@@ -103,14 +128,74 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       h = undefined; // unparsable headers: the payload still decides (this runs in nats.js's reader)
     }
     if (h && h.code >= 400) {
-      if (h.code === 503) {
-        p.reject(new ServiceUnavailableError(`no actor is listening on ${p.subject}`, { details: { subject: p.subject } }));
-      } else {
-        p.reject(new ServiceUnavailableError(`request to ${p.subject} failed: ${h.code} ${h.description}`, { details: { subject: p.subject, status: h.code } }));
-      }
+      const fail = (q: Pending) =>
+        h.code === 503
+          ? q.reject(new ServiceUnavailableError(`no actor is listening on ${q.subject}`, { details: { subject: q.subject } }))
+          : q.reject(new ServiceUnavailableError(`request to ${q.subject} failed: ${h.code} ${h.description}`, { details: { subject: q.subject, status: h.code } }));
+      fail(p);
+      // The status answers the batch message, so every call it carried.
+      if (batch) for (let i = 1; i < batch.length; i++) if (pending.get(batch[i]!.token) === batch[i]!.p) fail(take(batch[i]!.token)!);
       return;
     }
     p.resolve(msg.data);
+  };
+
+  /** Removes a pending request (its timer and signal listener with it) and returns it. */
+  const take = (id: number): Pending | undefined => {
+    const p = pending.get(id);
+    if (!p) return undefined;
+    pending.delete(id);
+    deadlines.delete(id, p.timeoutMs);
+    release(p);
+    return p;
+  };
+
+  const sendFailed = (q: Queued, subject: string, err: unknown) => {
+    if (take(q.token) !== q.p) return;
+    q.p.reject(new ConnectionLostError(`cannot send to ${subject}: ${(err as Error).message}`, { cause: err }));
+  };
+
+  const publishOne = (subject: string, q: Queued) => {
+    try {
+      const reply = inbox.prefix + q.token;
+      nc.publish(subject, q.data, q.headerBlock === NO_HEADERS ? { reply } : { reply, headers: asHeaders(TE.encode(q.headerBlock)) });
+    } catch (err) {
+      sendFailed(q, subject, err);
+    }
+  };
+
+  const publishBatch = (subject: string, calls: Queued[]) => {
+    if (calls.length === 1) return publishOne(subject, calls[0]!);
+    batches.set(calls[0]!.token, calls);
+    try {
+      nc.publish(subject, encodeBatch(calls), { reply: inbox.prefix + calls[0]!.token, headers: asHeaders(batchHeaderBlock(calls.length)) });
+    } catch (err) {
+      batches.delete(calls[0]!.token);
+      for (const q of calls) sendFailed(q, subject, err);
+    }
+  };
+
+  /** Sends this turn's coalescing requests: per subject, batches within max_payload. */
+  const sendQueued = () => {
+    flushQueued = false;
+    const limit = maxPayload() - 64; // the batch header block rides in the same message
+    for (const [subject, list] of queued) {
+      let batch: Queued[] = [];
+      let size = 0;
+      for (const q of list) {
+        if (pending.get(q.token) !== q.p) continue; // cancelled or failed before it left
+        const s = batchEntrySize(q);
+        if (batch.length > 0 && (size + s > limit || batch.length === MAX_BATCH_CALLS)) {
+          publishBatch(subject, batch);
+          batch = [];
+          size = 0;
+        }
+        batch.push(q);
+        size += s;
+      }
+      if (batch.length > 0) publishBatch(subject, batch);
+    }
+    queued.clear();
   };
   nc.subscribe(inbox.wildcard, { callback: onReply });
 
@@ -126,7 +211,9 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
           }),
         );
       }
-      const id = nextId++;
+      const id = nextId;
+      // Tokens travel as u32 in batches; after 4 billion calls the oldest are long settled.
+      nextId = nextId === MAX_TOKEN ? 1 : nextId + 1;
       return new Promise<Uint8Array>((resolve, reject) => {
         const p: Pending = { resolve, reject, subject, timeoutMs };
         if (signal) {
@@ -134,15 +221,28 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
           p.onAbort = () => {
             if (pending.get(id) !== p) return;
             pending.delete(id);
-            deadlines.delete(id, timeoutMs);
+            // A batch's first call keeps its timer: it forgets the batch if no reply ever comes.
+            if (!batches.has(id)) deadlines.delete(id, timeoutMs);
             reject(abortError(signal, subject));
           };
           signal.addEventListener("abort", p.onAbort, { once: true });
         }
         pending.set(id, p);
         deadlines.add(id, timeoutMs);
+        if (options?.coalesce) {
+          const block = options.headers ? headerBlock(options.headers) : NO_HEADERS;
+          const q: Queued = { token: id, p, headerBlock: block, headerBytes: Buffer.byteLength(block), data };
+          const list = queued.get(subject);
+          if (list) list.push(q);
+          else queued.set(subject, [q]);
+          if (!flushQueued) {
+            flushQueued = true;
+            queueMicrotask(sendQueued);
+          }
+          return;
+        }
         try {
-          nc.publish(subject, data, options?.headers ? { reply: inbox.prefix + id, headers: toHeaders(options.headers) } : { reply: inbox.prefix + id });
+          nc.publish(subject, data, options?.headers ? { reply: inbox.prefix + id, headers: asHeaders(TE.encode(headerBlock(options.headers))) } : { reply: inbox.prefix + id });
         } catch (err) {
           pending.delete(id);
           deadlines.delete(id, timeoutMs);
@@ -174,6 +274,8 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
     },
     close() {
       closed = true;
+      queued.clear();
+      batches.clear();
       this.failAll((s) => new ClosedError(`connection closed while calling ${s}`));
       deadlines.close();
     },

@@ -15,6 +15,8 @@ export interface Inbound {
   readonly reply?: string;
   /** Parsed on first access (nats.js); may throw on a malformed header block. */
   readonly headers?: InboundHeaders;
+  /** The header block as bytes, when the message has it apart (a call of a batch). */
+  readonly rawHeaders?: Uint8Array;
   respond(data: Uint8Array): boolean;
 }
 
@@ -25,10 +27,20 @@ export interface RequestOptions {
    * else CancelledError) and ignores its reply; telling the host is the caller's business.
    */
   signal?: AbortSignal;
+  /**
+   * Requests to the same subject made in the same turn of the event loop may leave as one
+   * message (src/connection/batch.ts); only subscribers that unbatch (actor hosts) may be asked so.
+   */
+  coalesce?: boolean;
 }
 
 export interface Subscription {
   unsubscribe(): void;
+  /**
+   * Stops the subscription once what the server already sent it has been handled (NATS); a
+   * backend without that unsubscribes. Absent: unsubscribe.
+   */
+  drain?(): Promise<void>;
 }
 
 export interface SubscribeOptions {
@@ -79,17 +91,28 @@ const TD = new TextDecoder();
  * `headers`.
  */
 export function headersOf<const N extends readonly string[]>(msg: Inbound, names: N): { [K in keyof N]: string } {
-  const raw = msg as unknown as { _msg?: { hdr?: number }; _rdata?: Uint8Array };
-  const hdr = raw._msg?.hdr;
-  if (raw._rdata === undefined || hdr === undefined) return names.map((n) => msg.headers?.get(n) ?? "") as { [K in keyof N]: string };
-  const block = hdr < 0 ? "" : TD.decode(raw._rdata.subarray(0, hdr));
-  return names.map((name) => {
-    const key = `\r\n${name}:`;
-    const at = block.indexOf(key);
-    if (at < 0) return "";
-    const end = block.indexOf("\r\n", at + key.length);
-    return block.slice(at + key.length, end < 0 ? undefined : end).trim();
-  }) as { [K in keyof N]: string };
+  let block: string;
+  if (msg.rawHeaders) block = TD.decode(msg.rawHeaders);
+  else {
+    const raw = msg as unknown as { _msg?: { hdr?: number }; _rdata?: Uint8Array };
+    const hdr = raw._msg?.hdr;
+    if (raw._rdata === undefined || hdr === undefined) return names.map((n) => msg.headers?.get(n) ?? "") as { [K in keyof N]: string };
+    block = hdr < 0 ? "" : TD.decode(raw._rdata.subarray(0, hdr));
+  }
+  return names.map((name) => headerIn(block, name)) as { [K in keyof N]: string };
+}
+
+/** One header's value in a header block ("" when absent); allocates nothing but the value. */
+export function headerIn(block: string, name: string): string {
+  // A header starts a line ("\r\n" before it) and ends at ":" (not a longer name's prefix).
+  let at = block.indexOf(name);
+  while (at >= 0 && !(at >= 2 && block.charCodeAt(at - 1) === 10 && block.charCodeAt(at - 2) === 13 && block.charCodeAt(at + name.length) === 58)) {
+    at = block.indexOf(name, at + 1);
+  }
+  if (at < 0) return "";
+  const start = at + name.length + 1;
+  const end = block.indexOf("\r\n", start);
+  return block.slice(start, end < 0 ? undefined : end).trim();
 }
 
 /** The error a request rejects with when its signal aborts. */

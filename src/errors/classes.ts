@@ -9,7 +9,7 @@ import {
   TensorRecordError,
   WeightSyncError,
 } from "../inference/errors.ts";
-import { RouterError, SessionLostError } from "../service/errors.ts";
+import { RollingUpdateError, RouterError, SessionLostError, VersionUnavailableError } from "../service/errors.ts";
 
 export type ErrorClass = new (message: string, options?: { details?: Record<string, unknown>; cause?: unknown }) => ActorBusError;
 
@@ -25,6 +25,8 @@ const CLASSES: readonly ErrorClass[] = [
   ...(Object.values(core) as ErrorClass[]),
   SessionLostError,
   RouterError,
+  RollingUpdateError,
+  VersionUnavailableError,
   InterpreterStartError,
   InferenceShutdownError,
   InferenceServerLostError,

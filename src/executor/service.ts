@@ -1,6 +1,7 @@
 import { resolveExecutorOptions, type ExecuteOptions, type PythonExecutorOptions } from "./options.ts";
 import { createExecutorPool, type ExecutorPool, type ExecutorStats } from "./pool.ts";
 import type { ExecutionResult } from "./result.ts";
+import { tracerSource, withSpan } from "../tracing/index.ts";
 
 /**
  * TorchRL's PythonExecutorService: a fixed pool of sandboxed, persistent Python interpreters
@@ -17,6 +18,7 @@ import type { ExecutionResult } from "./result.ts";
  */
 export class PythonExecutorService {
   readonly #pool: ExecutorPool;
+  readonly #tracer = tracerSource();
 
   constructor(options: PythonExecutorOptions = {}) {
     this.#pool = createExecutorPool(resolveExecutorOptions(options));
@@ -24,7 +26,8 @@ export class PythonExecutorService {
 
   /** Runs `code`; resolves with its result even when the code fails, times out or crashes. */
   execute(code: string, options?: ExecuteOptions): Promise<ExecutionResult> {
-    return this.#pool.execute(code, options);
+    // An INTERNAL span (under the call's SERVER span) says which interpreter ran it and how.
+    return withSpan(this.#tracer(), "python.execute", undefined, () => this.#pool.execute(code, options), describeRun);
   }
 
   /** Forgets a session's variables; resolves true if it had any. */
@@ -52,3 +55,12 @@ export class PythonExecutorService {
     return this.#pool.close();
   }
 }
+
+const describeRun = (r: ExecutionResult) => ({
+  "actorbus.executor.interpreter": r.interpreter,
+  "actorbus.executor.returncode": r.returncode,
+  "actorbus.executor.success": r.success,
+  "actorbus.executor.timed_out": r.timedOut,
+  "actorbus.executor.queue_ms": r.queuedMs,
+  "actorbus.executor.duration_ms": r.durationMs,
+});

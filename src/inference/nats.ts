@@ -1,6 +1,6 @@
-import type { Msg, NatsConnection, Subscription as NatsSubscription } from "@nats-io/nats-core";
+import type { NatsConnection } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
-import { brief, deliverGuarded, loggerCheck, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
+import { BATCH_HEADER, brief, headersOf, loggerCheck, MAX_BATCH_CALLS, sendReplies, unbatch, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, OverloadedError } from "../errors/index.ts";
 import { encodeErr, encodeOk, respondSafely, unwrapReply } from "../reply/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
@@ -8,6 +8,7 @@ import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { defineOptions, durationMs, int, str, type SpecFor } from "../options/index.ts";
 import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
+import { ATTR, clientSpan, endSpan, putTraceHeaders, serverSpans, TRACE_HEADERS, tracerSource, type ServerSpan, type ServerSpans, type TraceTarget } from "../tracing/index.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
 
 export interface NatsTransportOptions {
@@ -46,6 +47,7 @@ export interface NatsTransportOptions {
  * waiting for its deadline.
  */
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const BATCH_ONLY = [BATCH_HEADER] as const;
 
 interface ClientPending {
   resolve(v: unknown): void;
@@ -60,6 +62,8 @@ interface Held<I> extends BufferedItem<I> {
   readonly leaseSubject: string;
   readonly leaseMs: number;
   settled: boolean;
+  /** The server's span of the request, while an OpenTelemetry SDK is registered. */
+  trace: ServerSpan | undefined;
 }
 
 const natsTransportOptions = defineOptions(
@@ -127,6 +131,11 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private removeCloseHook: (() => void) | undefined;
   private heldEmptyWaiters: (() => void)[] = [];
 
+  // tracing: CLIENT spans of submits, SERVER spans of requests (only while an SDK is registered)
+  private readonly tracer = tracerSource();
+  private readonly traced: TraceTarget;
+  private readonly spans: ServerSpans;
+
   constructor(opts: NatsTransportOptions) {
     const o = natsTransportOptions.parse(opts);
     if (o.connection === undefined) throw new InvalidOptionsError(`${natsTransportOptions.where}: connection is required: a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
@@ -140,6 +149,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.maxBuffered = o.maxBuffered;
     this.leaseMs = o.leaseMs;
     this.log = rateLimitedLogger(o.logger ?? stderrLogger());
+    this.traced = { namespace: this.namespace, service: this.name, subject: this.subject };
+    this.spans = serverSpans(this.tracer, this.traced, this.conn.codec);
     // A request whose caller's deadline passed in the queue is still answered (its caller is
     // gone, the reply is dropped): every request gets exactly one reply.
     this.buffer = new RequestBuffer<Held<I>>((item) => this.answer(item, encodeErr(this.conn.codec, new CallTimeoutError(
@@ -168,7 +179,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise<O>((resolve, reject) => {
+    const span = clientSpan(this.tracer, this.traced, "infer", undefined);
+    return endSpan(span, new Promise<O>((resolve, reject) => {
       const p: ClientPending = { resolve: resolve as (v: unknown) => void, reject, leaseUntil: performance.now() + this.leaseMs };
       this.pending.set(seq, p);
       this.armLeaseCheck();
@@ -184,7 +196,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
         signal.addEventListener("abort", onAbort, { once: true });
         forget = () => signal.removeEventListener("abort", onAbort);
       }
-      this.conn.transport.request(this.subject, bytes, timeoutMs, signal ? { signal } : undefined).finally(() => forget?.()).then(
+      const headers: Record<string, string> | undefined = span ? {} : undefined;
+      if (span) putTraceHeaders(headers!, span);
+      this.conn.transport.request(this.subject, bytes, timeoutMs, { signal, headers, coalesce: true }).finally(() => forget?.()).then(
         (reply) => {
           if (this.pending.get(seq) !== p) return; // already failed by the lease check
           this.pending.delete(seq);
@@ -200,7 +214,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
           reject(err);
         },
       );
-    });
+    }));
   }
 
   client(): InferenceClient<I, O> {
@@ -280,27 +294,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (this.closed) throw new ClosedError(`NatsTransport for ${this.subject} is closed`);
     if (this.listening) return;
     this.listening = true;
-    const nc = this.conn.nc;
     const onRequest = (msg: Inbound) => this.onRequest(msg);
     // A handler that throws is a bug of ours: the requester still hears, the server keeps serving.
     const onError = (msg: Inbound, err: unknown) => {
       this.log.warn("inference request handler failed", { subject: this.subject, reason: brief(err) });
       this.reply(msg, err);
     };
-    if (nc) {
-      // nats.js subscriptions can drain: on shutdown, requests already routed to us are still
-      // delivered and answered (with InferenceShutdownError) instead of being dropped silently.
-      const sub: NatsSubscription = nc.subscribe(this.subject, {
-        queue: QUEUE_INFERENCE,
-        callback: (err: Error | null, msg: Msg) => {
-          if (!err) deliverGuarded(onRequest, msg as Inbound, onError);
-        },
-      });
-      this.serverSub = { drain: () => sub.drain().catch(() => {}) };
-    } else {
-      const sub = this.conn.transport.subscribe(this.subject, onRequest, { queue: QUEUE_INFERENCE, onError });
-      this.serverSub = { drain: async () => sub.unsubscribe() };
-    }
+    // Drained on shutdown: requests already routed to us are still delivered and answered (with
+    // InferenceShutdownError) instead of being dropped silently. Through the transport, so the
+    // subscription follows the connection off a server in lame-duck mode.
+    const sub = this.conn.transport.subscribe(this.subject, onRequest, { queue: QUEUE_INFERENCE, onError });
+    this.serverSub = { drain: () => (sub.drain ? sub.drain().catch(() => {}) : Promise.resolve(sub.unsubscribe())) };
     this.cancelSub = this.conn.transport.subscribe(this.cancelSubject, (msg) => this.onCancel(msg), {
       onError: (_m, err) => this.log.warn("inference cancel handler failed", { subject: this.cancelSubject, reason: brief(err) }),
     });
@@ -320,6 +324,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const h = this.heldByKey.get(`${key[0]} ${key[1]}`);
     if (!h || h.settled) return;
     h.cancelled = true;
+    h.trace?.endWith("CANCELLED");
     this.release(h);
   }
 
@@ -338,6 +343,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   drain(maxItems: number): Drained<I> {
     const items = this.buffer.take(maxItems);
+    for (const h of items) h.trace?.started({ [ATTR.batchSize]: items.length });
     return { inputs: items.map((h) => h.input), callbacks: items, receivedAt: items.map((h) => h.receivedAt) };
   }
 
@@ -360,6 +366,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   resolveException(callback: unknown, error: unknown): void {
     const h = callback as Held<I>;
     if (h.settled) return;
+    h.trace?.fail(error);
     this.answer(h, encodeErr(this.conn.codec, error));
   }
 
@@ -394,6 +401,20 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   }
 
   private onRequest(msg: Inbound): void {
+    // Requests submitted in the same tick by one client arrive as one message (src/connection/batch.ts).
+    const [batch] = headersOf(msg, BATCH_ONLY);
+    if (batch) {
+      let requests: Inbound[];
+      try {
+        requests = unbatch(msg, batch, MAX_BATCH_CALLS, this.publishReply);
+      } catch (err) {
+        this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
+        this.reply(msg, err);
+        return;
+      }
+      for (const r of requests) this.onRequest(r);
+      return;
+    }
     if (!msg.reply) {
       // Clients always ask for a reply: this is someone else's publish, and nobody would hear the result.
       this.log.warn("inference request without reply subject dropped", { subject: this.subject, bytes: msg.data.length });
@@ -432,7 +453,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       receivedAt: now,
       expiresAt: now + r[2],
       settled: false,
+      trace: undefined,
     };
+    if (this.tracer()) h.trace = this.spans.start("infer", undefined, traceOf(msg));
     this.heldItems.add(h);
     this.heldByKey.set(`${h.leaseSubject} ${h.seq}`, h);
     this.buffer.push(h);
@@ -443,13 +466,33 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.send(msg, encodeErr(this.conn.codec, error));
   }
 
-  /** Never throws; a reply over max_payload goes out as a CodecError saying so. */
+  /**
+   * A model batch answers its requests in one loop: replies to one client's coalesced requests
+   * leave combined, at the end of that loop (a microtask later).
+   */
   private send(msg: Inbound, bytes: Uint8Array): void {
+    this.outbox.push([msg, bytes]);
+    if (this.outbox.length === 1) queueMicrotask(this.flushOutbox);
+  }
+
+  private readonly outbox: [Inbound, Uint8Array][] = [];
+  private readonly flushOutbox = () => sendReplies(this.outbox.splice(0), this.conn.transport.maxPayload, this.publishReply, (m, b) => this.sendNow(m, b));
+  private readonly publishReply = (subject: string, data: Uint8Array) => {
+    try {
+      this.conn.transport.publish(subject, data);
+    } catch (err) {
+      this.log.warn("inference reply not sent", { subject: this.subject, reason: brief(err) });
+    }
+  };
+
+  /** Never throws; a reply over max_payload goes out as a CodecError saying so. */
+  private sendNow(msg: Inbound, bytes: Uint8Array): void {
     const problem = respondSafely(msg, bytes, this.conn.codec, this.conn.transport.maxPayload);
     if (problem) this.log.warn("inference reply not sent as is", { subject: this.subject, reason: problem });
   }
 
   private answer(h: Held<I>, bytes: Uint8Array): void {
+    h.trace?.end(bytes);
     this.release(h);
     this.send(h.msg, bytes);
   }
@@ -543,4 +586,10 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** The W3C trace context a request carries (read only when a span is to be made). */
+function traceOf(msg: Inbound): { traceparent: string; tracestate: string } {
+  const [traceparent, tracestate] = headersOf(msg, TRACE_HEADERS);
+  return { traceparent, tracestate };
 }

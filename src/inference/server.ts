@@ -1,7 +1,7 @@
 import { InvalidOptionsError } from "../errors/index.ts";
 import { InferenceServerStateError, InferenceShutdownError, ResultCountError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { bool, custom, defineOptions, durationMs, fn, int, obj, str, type SpecFor } from "../options/index.ts";
-import { StatsRecorder, type InferenceServerStats } from "./stats.ts";
+import { StatsRecorder, type InferenceHistograms, type InferenceServerStats } from "./stats.ts";
 import { stack, unstack, type TensorBatch, type TensorBatchLike, type TensorRecord } from "./tensor-records.ts";
 import type { InferenceClient, InferenceTransport } from "./transport.ts";
 import { ModelGate, versionKeyCheck, weightSyncFailure, withVersion, type UpdateModelOptions, type WeightSyncReceiver } from "./weights.ts";
@@ -249,12 +249,17 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   stats(opts: { reset?: boolean } = {}): InferenceServerStats {
     const { reset } = statsOptions.parse(opts);
     const expired = this.transport.expired ?? 0;
-    const s = this.recorder.snapshot(expired - this.expiredAtReset, this.version);
+    const s = this.recorder.snapshot(expired - this.expiredAtReset, this.transport.buffered ?? 0, this.version);
     if (reset) {
       this.recorder.reset();
       this.expiredAtReset = expired;
     }
     return s;
+  }
+
+  /** Batch sizes and model times of every batch so far, as histograms (what `watchInference` exports). */
+  histograms(): InferenceHistograms {
+    return this.recorder.histograms();
   }
 
   /**

@@ -1,3 +1,5 @@
+import { BATCH_SIZE_BUCKETS, DURATION_BUCKETS, Histogram, type HistogramSnapshot } from "../metrics/index.ts";
+
 /** What `InferenceServer.stats()` reports (TorchRL's server stats, milliseconds throughout). */
 export interface InferenceServerStats {
   /** Requests answered by a model call since start (or the last reset). */
@@ -8,6 +10,8 @@ export interface InferenceServerStats {
   failedBatches: number;
   /** Requests dropped before the model because their caller's deadline had passed. */
   expired: number;
+  /** Requests waiting for the next batch now (0 when the transport cannot tell). */
+  queued: number;
   meanBatchSize: number;
   /** Time from arrival at the server to the start of the model call. */
   p50QueueWaitMs: number;
@@ -23,6 +27,17 @@ export interface InferenceServerStats {
   weightUpdates: number;
   /** `weightSync` polls that threw (receive or applyWeights); the server kept its weights and version. */
   weightSyncErrors: number;
+}
+
+/**
+ * What `InferenceServer.histograms()` reports: every batch since the server was made (not
+ * reset by `stats({ reset })`), for Prometheus histograms (`watchInference`).
+ */
+export interface InferenceHistograms {
+  /** Requests per model call. */
+  batchSize: HistogramSnapshot;
+  /** Duration of the model call alone, seconds. */
+  modelSeconds: HistogramSnapshot;
 }
 
 /** Recent samples only (a fixed window), so a long-running server reports current behaviour. */
@@ -61,6 +76,9 @@ export class StatsRecorder {
   private batchSizes: Window;
   private queueWait: Window;
   private modelMs: Window;
+  // Cumulative, unlike the windows: Prometheus histograms must only grow.
+  private readonly batchSizeHistogram = new Histogram(BATCH_SIZE_BUCKETS);
+  private readonly modelSecondsHistogram = new Histogram(DURATION_BUCKETS);
 
   constructor(private readonly windowSize: number) {
     this.batchSizes = new Window(windowSize);
@@ -74,6 +92,12 @@ export class StatsRecorder {
     this.batchSizes.add(size);
     for (const w of queueWaitMs) this.queueWait.add(w);
     this.modelMs.add(modelMs);
+    this.batchSizeHistogram.observe(size);
+    this.modelSecondsHistogram.observe(modelMs / 1000);
+  }
+
+  histograms(): InferenceHistograms {
+    return { batchSize: this.batchSizeHistogram.snapshot(), modelSeconds: this.modelSecondsHistogram.snapshot() };
   }
 
   failedBatch(): void {
@@ -88,7 +112,7 @@ export class StatsRecorder {
     this.weightSyncErrors++;
   }
 
-  snapshot(expired: number, policyVersion: number): InferenceServerStats {
+  snapshot(expired: number, queued: number, policyVersion: number): InferenceServerStats {
     const elapsedS = Math.max((performance.now() - this.startedAt) / 1000, 1e-9);
     const qw = this.queueWait.sorted();
     const mm = this.modelMs.sorted();
@@ -97,6 +121,7 @@ export class StatsRecorder {
       batches: this.batches,
       failedBatches: this.failed,
       expired,
+      queued,
       meanBatchSize: this.batchSizes.mean(),
       p50QueueWaitMs: percentile(qw, 0.5),
       p95QueueWaitMs: percentile(qw, 0.95),

@@ -47,6 +47,8 @@ export interface InferenceTransport<I = unknown, O = unknown> {
   stopListening?(): Promise<void>;
   /** Requests dropped by `drain` because their deadline had passed. */
   readonly expired?: number;
+  /** Requests buffered for `drain` now (the server's queue depth). */
+  readonly buffered?: number;
 }
 
 /** What actors hold: only the right to call, not to serve or stop (TorchRL's InferenceClient). */

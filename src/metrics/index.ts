@@ -7,3 +7,5 @@ export type { Push, Reader } from "./family.ts";
 export { serveMetrics } from "./serve.ts";
 export type { MetricsServer, ServeMetricsOptions } from "./serve.ts";
 export { watchExecutor, watchInference } from "./sources.ts";
+export type { ExecutorStatsSource, InferenceStatsSource } from "./sources.ts";
+export { Histogram, pushHistogram, BATCH_SIZE_BUCKETS, type HistogramSnapshot } from "./histogram.ts";

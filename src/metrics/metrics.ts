@@ -1,8 +1,9 @@
 import type { Registry } from "prom-client";
 import { InvalidOptionsError } from "../errors/index.ts";
 import { bool, defineOptions, obj, type SpecFor } from "../options/index.ts";
-import { NO_CALLS, ServiceCalls, type CallRecorder } from "./calls.ts";
+import { DURATION_BUCKETS, NO_CALLS, ServiceCalls, type CallRecorder } from "./calls.ts";
 import { CollectedFamily, type Reader } from "./family.ts";
+import { Histogram, pushHistogram } from "./histogram.ts";
 import { FAMILIES, type FamilyName } from "./names.ts";
 
 /**
@@ -27,6 +28,11 @@ export interface MetricsSink {
   client(namespace: string, service: string, methods?: Iterable<string>): CallRecorder;
   /** Adds a scrape-time reader to a family; the returned function removes it. */
   read(family: FamilyName, reader: Reader): () => void;
+  /**
+   * The registry watch lag of a namespace, seconds. One series per namespace however many
+   * registries of it the process opens (a second reader of the same labels would break the scrape).
+   */
+  watchLag(namespace: string): Histogram | undefined;
 }
 
 export interface CreateMetricsOptions {
@@ -49,7 +55,7 @@ const createOptions = defineOptions(
   { example: "{ processMetrics: true }" },
 );
 
-export const NO_METRICS: MetricsSink = { on: false, host: () => NO_CALLS, client: () => NO_CALLS, read: () => () => {} };
+export const NO_METRICS: MetricsSink = { on: false, host: () => NO_CALLS, client: () => NO_CALLS, read: () => () => {}, watchLag: () => undefined };
 
 /** The recording side of a `metrics` option, or the null object that costs the call path nothing. */
 export function sinkOf(m: Metrics | undefined): MetricsSink {
@@ -100,6 +106,11 @@ export async function createMetrics(options: CreateMetricsOptions = {}): Promise
     for (const s of overloads) push({ namespace: s.namespace, service: s.service }, s.overloads);
   });
 
+  const lags = new Map<string, Histogram>();
+  read("actorbus_registry_watch_lag_seconds", (push) => {
+    for (const [namespace, h] of lags) pushHistogram(push, "actorbus_registry_watch_lag_seconds", { namespace }, h.snapshot());
+  });
+
   const metrics: Metrics & MetricsSink = {
     registry,
     get contentType() {
@@ -114,6 +125,11 @@ export async function createMetrics(options: CreateMetricsOptions = {}): Promise
     },
     client: (namespace, service, methods) => client(namespace, service, methods),
     read,
+    watchLag(namespace) {
+      let h = lags.get(namespace);
+      if (!h) lags.set(namespace, (h = new Histogram(DURATION_BUCKETS)));
+      return h;
+    },
   };
   return metrics;
 }

@@ -23,6 +23,10 @@ export const FAMILIES = {
   actorbus_executor_interpreter_restarts_total: { type: "counter", help: "Interpreters an executor pool replaced." },
   actorbus_inference_requests_total: { type: "counter", help: "Requests an inference server answered with a model call." },
   actorbus_inference_batches_total: { type: "counter", help: "Model calls of an inference server, by outcome (ok or failed)." },
+  actorbus_inference_batch_size: { type: "histogram", help: "Requests per model call of an inference server." },
+  actorbus_inference_model_duration_seconds: { type: "histogram", help: "Duration of an inference server's model calls alone (collate and split excluded), seconds." },
+  actorbus_inference_queue_depth: { type: "gauge", help: "Requests waiting for an inference server's next batch." },
+  actorbus_registry_watch_lag_seconds: { type: "histogram", help: "Time from a registry change being written (the NATS server's timestamp) to a watch in this process seeing it, seconds." },
 } as const;
 
 export type FamilyName = keyof typeof FAMILIES;

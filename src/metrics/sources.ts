@@ -1,6 +1,7 @@
 import { InvalidOptionsError } from "../errors/index.ts";
 import type { Metrics } from "./metrics.ts";
 import { sinkOf } from "./metrics.ts";
+import { pushHistogram, type HistogramSnapshot } from "./histogram.ts";
 
 /** What watchExecutor reads: PythonExecutorService and the pool behind it have it. */
 export interface ExecutorStatsSource {
@@ -16,7 +17,10 @@ export interface ExecutorStatsSource {
 
 /** What watchInference reads: InferenceServer has it. */
 export interface InferenceStatsSource {
-  stats(): { requests: number; batches: number; failedBatches: number };
+  /** `queued` (requests waiting for the next batch) is reported when present. */
+  stats(): { requests: number; batches: number; failedBatches: number; queued?: number };
+  /** Cumulative batch-size and model-time histograms, reported when present. */
+  histograms?(): { batchSize: HistogramSnapshot; modelSeconds: HistogramSnapshot };
 }
 
 const INTERPRETER_STATES = ["idle", "busy", "starting", "down"] as const;
@@ -62,6 +66,16 @@ export function watchInference(metrics: Metrics, name: string, server: Inference
       const st = server.stats();
       push({ ...base, outcome: "ok" }, st.batches);
       push({ ...base, outcome: "failed" }, st.failedBatches);
+    }),
+    sink.read("actorbus_inference_queue_depth", (push) => {
+      const queued = server.stats().queued;
+      if (queued !== undefined) push(base, queued);
+    }),
+    sink.read("actorbus_inference_batch_size", (push) => {
+      if (server.histograms) pushHistogram(push, "actorbus_inference_batch_size", base, server.histograms().batchSize);
+    }),
+    sink.read("actorbus_inference_model_duration_seconds", (push) => {
+      if (server.histograms) pushHistogram(push, "actorbus_inference_model_duration_seconds", base, server.histograms().modelSeconds);
     }),
   ];
   return () => {

@@ -11,7 +11,7 @@ import type { HandleOptions, ServiceClient } from "./types.ts";
 /** Handles to the registry's services: looked up (get, getClient) or made at once (at). */
 export interface RegistryHandles {
   /** A handle to `name` whose "nobody listens" failures the registry explains. */
-  makeHandle<T>(name: string, timeoutMs: number, methods?: readonly string[]): ServiceHandle<T>;
+  makeHandle<T>(name: string, timeoutMs: number, methods?: readonly string[], kind?: string): ServiceHandle<T>;
   get<T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>>;
   at<T>(name: string, opts?: HandleOptions): ServiceHandle<T>;
   getClient<T>(name: string, opts?: HandleOptions): Promise<ServiceClient<T>>;
@@ -113,8 +113,10 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
   };
 
   // A factory function declares no methods: an empty list would put every call under "other".
-  const makeHandle = <T>(name: string, timeoutMs: number, methods?: readonly string[]): ServiceHandle<T> =>
+  const makeHandle = <T>(name: string, timeoutMs: number, methods?: readonly string[], kind?: string): ServiceHandle<T> =>
     createHandle<T>({
+      // Known from the record a lookup read; a handle made at once (at()) reads it when it rolls.
+      isReplicated: async () => (kind ?? (await readRecord(name))?.record.kind) === "service",
       conn,
       subjects,
       name,
@@ -150,7 +152,7 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
 
   const getImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>> => {
     const { record, timeoutMs } = await liveService(name, opts, "get");
-    return makeHandle<T>(name, timeoutMs, record.methods);
+    return makeHandle<T>(name, timeoutMs, record.methods, record.kind);
   };
 
   return {

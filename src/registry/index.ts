@@ -5,3 +5,4 @@ export type { ServiceRecord, InstanceRecord, RegistrationKind } from "./records.
 export { encodeRecord, decodeRecord, RECORD_KIND, recordKindOf } from "./records.ts";
 export type { RegistryStore, StoreEntry, StoreChange, StoreWatch } from "./store.ts";
 export { pingInstance, type Liveness } from "./liveness.ts";
+export { listNamespaces } from "./namespaces.ts";

@@ -275,7 +275,7 @@ export async function openKvStore(nc: NatsConnection, bucket: string, opts: KvSt
           async *[Symbol.asyncIterator]() {
             try {
               for await (const e of it) {
-                const change: StoreChange = { key: e.key, value: e.operation === "PUT" ? e.value : undefined, revision: e.revision };
+                const change: StoreChange = { key: e.key, value: e.operation === "PUT" ? e.value : undefined, revision: e.revision, writtenAt: e.created.getTime(), replayed: !e.isUpdate };
                 yield change;
               }
             } catch (err) {

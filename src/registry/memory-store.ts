@@ -12,7 +12,7 @@ export function createMemoryStore(): RegistryStore {
   const write = (key: string, value: Uint8Array) => {
     const r = ++revision;
     data.set(key, { value: value.slice(), revision: r });
-    notify({ key, value: value.slice(), revision: r });
+    notify({ key, value: value.slice(), revision: r, writtenAt: Date.now() });
     return r;
   };
   return {
@@ -31,7 +31,7 @@ export function createMemoryStore(): RegistryStore {
       if (expectRevision !== undefined && e?.revision !== expectRevision) return false;
       if (e) {
         data.delete(key);
-        notify({ key, value: undefined, revision: ++revision });
+        notify({ key, value: undefined, revision: ++revision, writtenAt: Date.now() });
       }
       return true;
     },
@@ -50,7 +50,7 @@ export function createMemoryStore(): RegistryStore {
         },
       };
       if (includeExisting) {
-        for (const [key, e] of data) if (subjectMatches(filter, key)) buffered.push({ key, value: e.value.slice(), revision: e.revision });
+        for (const [key, e] of data) if (subjectMatches(filter, key)) buffered.push({ key, value: e.value.slice(), revision: e.revision, replayed: true });
       }
       watchers.add(w);
       const watch: StoreWatch = {

@@ -45,7 +45,7 @@ export function createRegistry(p: RegistryParams): Services {
   const metrics = sinkOf(p.metrics);
   const handles = createRegistryHandles({ conn, subjects, records, liveness, timeoutMs: p.timeoutMs, ensureOpen, metrics });
   const registrar = createRegistrar({ conn, store, subjects, records, liveness, handles, hostId: p.hostId, controlTimeoutMs: p.controlTimeoutMs, logger: p.logger, metrics, ensureOpen });
-  const watches = createRegistryWatches(store, subjects, ensureOpen);
+  const watches = createRegistryWatches(store, subjects, ensureOpen, metrics.watchLag(ns));
 
   const closeImpl = () => {
     state.closing ??= (async () => {

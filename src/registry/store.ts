@@ -14,6 +14,10 @@ export interface StoreChange {
   /** Undefined for deletes and purges. */
   value: Uint8Array | undefined;
   revision: number;
+  /** When the change was written, epoch ms by the store's clock (the NATS server's). */
+  writtenAt?: number;
+  /** A value that existed before the watch started (includeExisting), not a change seen live. */
+  replayed?: boolean;
 }
 
 export interface StoreWatch extends AsyncIterable<StoreChange> {

@@ -3,6 +3,7 @@ import { watchOptions } from "./handle-options.ts";
 import type { RegistryStore } from "./store.ts";
 import type { RegistryEvent, RegistryWatch, WatchOptions } from "./types.ts";
 import type { Subjects } from "../subjects/index.ts";
+import type { Histogram } from "../metrics/index.ts";
 
 /** The registry's watches: each a KV watch of the service records, all closed with the registry. */
 export interface RegistryWatches {
@@ -10,7 +11,11 @@ export interface RegistryWatches {
   closeAll(): Promise<void>;
 }
 
-export function createRegistryWatches(store: RegistryStore, subjects: Subjects, ensureOpen: () => void): RegistryWatches {
+/**
+ * `lag`, when metrics are on, gets the seconds from each live change's write to its delivery
+ * here. It compares the server's clock with this host's, so skew between them shows up in it.
+ */
+export function createRegistryWatches(store: RegistryStore, subjects: Subjects, ensureOpen: () => void, lag?: Histogram): RegistryWatches {
   const watches = new Set<RegistryWatch>();
 
   const watchImpl = (options?: WatchOptions): RegistryWatch => {
@@ -18,6 +23,7 @@ export function createRegistryWatches(store: RegistryStore, subjects: Subjects, 
     const opts = watchOptions.parse(options);
     let stopped = false;
     let closing: Promise<void> | undefined;
+    const requestedAt = Date.now();
     // Started now, not on the first next(): what changes after watch() returns is not missed
     // (on NATS once ready() resolves: the KV consumer takes a round trip to set up).
     const started = store.watch(subjects.serviceKeyFilter(), opts.includeExisting).then((w) => {
@@ -32,6 +38,9 @@ export function createRegistryWatches(store: RegistryStore, subjects: Subjects, 
       for await (const c of w) {
         const name = subjects.serviceFromKey(c.key);
         if (!name) continue;
+        // Values replayed at the start are old, not late (nats.js flags the last of them as an
+        // update, so writes from before the watch are left out by time too).
+        if (lag && !c.replayed && c.writtenAt !== undefined && c.writtenAt >= requestedAt) lag.observe(Math.max(0, Date.now() - c.writtenAt) / 1000);
         const record = c.value && decodeRecord<ServiceRecord>(c.value);
         yield record ? { type: "registered", name, record, revision: c.revision } : { type: "removed", name, revision: c.revision };
       }

@@ -13,7 +13,11 @@ import { createReplicaSupervisor, type LaunchableClass } from "./replica-supervi
 import { sinkOf } from "../metrics/index.ts";
 import { watchReplicas } from "./metrics.ts";
 import { createServiceReporter } from "./reporter.ts";
+import { createOutlierEjection } from "./outlier-ejection.ts";
 import { createRoutedCalls, type RouteOptions, type SessionState } from "./routed-calls.ts";
+import { createRollingUpdates } from "./rolling.ts";
+import { createReplicaVersions } from "./versions.ts";
+import type { ResolvedCallOptions, ResolvedRollingOptions } from "../call/index.ts";
 import type { ServiceReport } from "./types.ts";
 
 export interface ControllerParams {
@@ -37,6 +41,8 @@ export interface ServiceController {
   readonly id: string;
   call(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown>;
   fanout(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]>;
+  /** The method on every healthy replica in turn, each out of routing meanwhile (rolling.ts). */
+  rolling(method: string, args: unknown[], call: ResolvedCallOptions | undefined, options: ResolvedRollingOptions): Promise<unknown[]>;
   openSession(rebind: boolean): SessionState;
   closeSession(s: SessionState): void;
   report(): ServiceReport;
@@ -75,9 +81,12 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const { launcher, plan } = await chooseLauncher({ conn, subjects, options: o, service: name, controlTimeoutMs, onExit: (ev) => supervisor.onProcExit(ev) });
 
   const s = createControllerState(name, o.numReplicas);
-  const supervisor = createReplicaSupervisor({ state: s, conn, subjects, namespace, launcher, cls, ref: p.ref, options: o, args: p.args, controlTimeoutMs });
-  const reporter = createServiceReporter({ state: s, conn, subjects, namespace, className: p.base.name, placement: launcher.mode, options: o, methods });
-  const calls = createRoutedCalls({ state: s, conn, subjects, options: o, recordMethod: reporter.recordMethod, unreachable: supervisor.unreachable });
+  const ejection = createOutlierEjection({ state: s, conn, subjects, options: o.outlierEjection });
+  const supervisor = createReplicaSupervisor({ state: s, conn, subjects, namespace, launcher, cls, ref: p.ref, options: o, args: p.args, controlTimeoutMs, onStall: ejection.stalled });
+  const versions = createReplicaVersions({ state: s, transport, codec: conn.codec, subjects, procs: o.procs });
+  const reporter = createServiceReporter({ state: s, conn, subjects, namespace, className: p.base.name, placement: launcher.mode, options: o, methods, versionOf: versions.of, rolling: () => rolling.current() });
+  const calls = createRoutedCalls({ state: s, conn, subjects, options: o, recordMethod: reporter.recordMethod, unreachable: supervisor.unreachable, versions, outcomes: ejection, rollRelayed: (job, payload, ro) => rolling.rollRelayed(job, payload, ro) });
+  const rolling = createRollingUpdates({ state: s, options: o, prepare: calls.prepare, prepareRelayed: calls.prepareRelayed, recordMethod: reporter.recordMethod });
 
   // --- registration: the controller is the registry's owner instance of the service ---------
 
@@ -101,7 +110,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const record = await services.describe(name);
   s.controllerId = record?.owner.instanceId ?? nuid.next();
 
-  const subs: Subscription[] = [supervisor.listen()];
+  const subs: Subscription[] = [supervisor.listen(), versions.listen()];
   const unwatch = watchReplicas(sinkOf(services.metrics), namespace, name, s.replicas);
   reporter.listen();
   await transport.flush();
@@ -112,6 +121,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
       s.state = "stopping";
       notifyChange(s);
       supervisor.stopHeartbeats();
+      ejection.stop();
       await calls.drain();
       for (const sub of subs.splice(0)) sub.unsubscribe();
       reporter.stop();
@@ -137,6 +147,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     },
     call: calls.call,
     fanout: calls.fanout,
+    rolling: rolling.roll,
     openSession: calls.openSession,
     closeSession: calls.closeSession,
     report: reporter.report,

@@ -13,3 +13,24 @@ export class SessionLostError extends ActorBusError {
 export class RouterError extends ActorBusError {
   override readonly code = "ROUTER";
 }
+
+/**
+ * A rolling update stopped: the method failed (or could not be sent) on one replica, or the
+ * roll's deadline passed or its signal fired. `details.updated` lists the replicas the method
+ * completed on, `details.failed` the one it stopped at, `details.notUpdated` the rest; `cause` is
+ * the failing replica's error. Not retryable as such: whether calling the method again on the
+ * updated replicas is safe is the caller's to say.
+ */
+export class RollingUpdateError extends ActorBusError {
+  override readonly code = "ROLLING_UPDATE";
+}
+
+/**
+ * A call with `minVersion` found no replica at or above it within its deadline. The message and
+ * `details.versions` name the versions the replicas reported (null: none yet). Retryable: a
+ * rolling update may be on its way.
+ */
+export class VersionUnavailableError extends ActorBusError {
+  override readonly code = "VERSION_UNAVAILABLE";
+  override readonly retryable = true;
+}

@@ -1,9 +1,11 @@
 export { Actor, type ConfiguredActor } from "./actor.ts";
-export { SessionLostError, RouterError } from "./errors.ts";
+export { SessionLostError, RouterError, RollingUpdateError, VersionUnavailableError } from "./errors.ts";
 export { sessionInfo, controllerOf, type SessionInfo } from "./proxy.ts";
 export { resolveServiceOptions, SERVICE_DEFAULTS, ROUTINGS, PLACEMENTS, type ServiceOptions, type ResolvedServiceOptions, type Routing, type PlacementMode } from "./options.ts";
 export { createRouter, checkRouter, ROUTERS, ANY_CALL, SESSION_CALL, NO_METADATA, type Router, type RouterConfig, type RouterSpec, type RouterName, type RouterFunction, type ReplicaView, type RouteRequest, type Routable } from "./router.ts";
 export { placeService, placeReplica, type HostCapacity, type PlacementRequest, type ReplicaPlacement } from "./placement.ts";
+export type { RollingReport } from "./rolling.ts";
+export { rolling, type RollingHandle } from "./rolling-handle.ts";
 export { microPing, microInfo, microStats, type MicroParams, type MicroEndpointStats } from "./micro.ts";
 export { collectStatus, formatStatus, type NamespaceStatus } from "./status.ts";
 export { liveAgents } from "./launchers.ts";
@@ -12,6 +14,7 @@ export type {
   ServiceControls,
   Endpoint,
   EndpointOf,
+  RollingEndpoint,
   SessionHandle,
   SessionOptions,
   ServiceReport,

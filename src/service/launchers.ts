@@ -137,7 +137,17 @@ export function createAgentLauncher(conn: BusConnection, subjects: Subjects, con
     mode: "agents",
     capacity: async () => (await liveAgents(conn, subjects, controlTimeoutMs)).map(capacityOf),
     async spawn(hostId, specs, startTimeoutMs) {
-      const procs = await ask<ProcInfo[]>(hostId, { op: "spawn", procs: specs, startTimeoutMs }, startTimeoutMs + controlTimeoutMs);
+      let reply: Uint8Array;
+      try {
+        reply = await transport.request(subjects.agent(hostId), codec.encode({ op: "spawn", procs: specs, startTimeoutMs }), startTimeoutMs + controlTimeoutMs);
+      } catch (err) {
+        // The agent never answered (gone, or cut off): no host for the replica, not a crash of it.
+        throw new PlacementError(`host ${hostId} did not take the replica: its agent did not answer (${(err as Error)?.message ?? String(err)}); it is gone or cut off from NATS`, {
+          cause: err,
+          details: { hostId },
+        });
+      }
+      const procs = unwrapReply<ProcInfo[]>(codec, reply);
       let set = placed.get(hostId);
       if (!set) placed.set(hostId, (set = new Set()));
       for (const p of procs) set.add(p.procId);

@@ -23,6 +23,8 @@ export interface MicroParams {
   version: string;
   description: string;
   metadata: Record<string, string>;
+  /** Figures that change while the service runs (its replicas' versions), added to STATS replies' metadata. */
+  liveMetadata?(): Record<string, string>;
   startedAt: string;
   endpoints(): MicroEndpointStats[];
 }
@@ -58,7 +60,7 @@ export function microStats(p: MicroParams) {
     name: p.name,
     id: p.id,
     version: p.version,
-    metadata: p.metadata,
+    metadata: p.liveMetadata ? { ...p.metadata, ...p.liveMetadata() } : p.metadata,
     started: p.startedAt,
     endpoints: p.endpoints().map((e) => {
       const total = Math.round(e.processingTimeNs);

@@ -2,6 +2,7 @@ import { InvalidOptionsError } from "../errors/index.ts";
 import { bool, custom, defineOptions, durationMs, int, nullable, obj, oneOf, oneOrMany, str, stringRecord, type SpecFor } from "../options/index.ts";
 import type { Services } from "../registry/index.ts";
 import { validateName } from "../subjects/index.ts";
+import { checkOutlierEjection, OUTLIER_DEFAULTS, type OutlierEjectionOptions, type ResolvedOutlierOptions } from "./outliers.ts";
 import { checkRouter, type RouterSpec } from "./router.ts";
 
 export const ROUTINGS = ["least-loaded", "queue-group"] as const;
@@ -28,15 +29,27 @@ export interface ServiceOptions {
   maxPending?: number;
   /** Deadline of each call. */
   timeoutMs?: number;
-  /** Restarts of one replica (with backoff) before it is marked failed; the count resets after stableMs healthy. */
+  /**
+   * Restarts of one replica (with backoff) allowed within restartWindowMs; one more crash in the
+   * window is a crash loop and the replica is marked failed. -1: no limit (Ray's max_restarts).
+   * A replica with no host to run on waits for capacity without spending restarts.
+   */
   maxRestarts?: number;
+  /** The window maxRestarts counts restarts in. Default 60000. */
+  restartWindowMs?: number;
   /** Times a call is re-sent to another replica after its replica crashed (never for exceptions the method threw). */
   maxTaskRetries?: number;
   /** First restart delay; doubles per restart up to maxBackoffMs. */
   restartBackoffMs?: number;
   maxBackoffMs?: number;
-  /** A replica healthy this long has its restart count reset. */
+  /** A replica healthy this long before it dies starts with a clean restart budget. */
   stableMs?: number;
+  /**
+   * Outlier ejection: a replica whose calls get no reply by their deadlines while other
+   * replicas answer (or whose heartbeat stalls) leaves routing until a probe finds it answering.
+   * true (default), false, or { consecutiveTimeouts, ejectionMs, maxEjectionMs, maxEjectedPercent, probeTimeoutMs }.
+   */
+  outlierEjection?: boolean | OutlierEjectionOptions;
   /** "least-loaded" (default): the controller picks among healthy replicas, with `router`; "queue-group": NATS picks. */
   routing?: Routing;
   /**
@@ -80,10 +93,12 @@ export interface ResolvedServiceOptions {
   maxPending: number;
   timeoutMs: number;
   maxRestarts: number;
+  restartWindowMs: number;
   maxTaskRetries: number;
   restartBackoffMs: number;
   maxBackoffMs: number;
   stableMs: number;
+  outlierEjection: ResolvedOutlierOptions | false;
   routing: Routing;
   router: RouterSpec;
   placement: PlacementMode;
@@ -109,10 +124,12 @@ export const SERVICE_DEFAULTS: Omit<ResolvedServiceOptions, "services" | "namesp
   maxPending: 1024,
   timeoutMs: 30_000,
   maxRestarts: 3,
+  restartWindowMs: 60_000,
   maxTaskRetries: 0,
   restartBackoffMs: 100,
   maxBackoffMs: 5_000,
   stableMs: 60_000,
+  outlierEjection: OUTLIER_DEFAULTS,
   routing: "least-loaded",
   router: "least-loaded",
   placement: "auto",
@@ -138,11 +155,13 @@ const serviceOptions = defineOptions(
     maxConcurrency: int({ min: 1, hint: "use 1 for one call at a time per process" }),
     maxPending: int({ min: 0, hint: "use 0 to reject calls while every replica is busy" }),
     timeoutMs: durationMs({ min: 1, hint: "the deadline of each call" }),
-    maxRestarts: int({ min: 0, hint: "use 0 to never restart a crashed replica" }),
+    maxRestarts: int({ min: -1, hint: "use 0 to never restart a crashed replica, -1 for no limit" }),
+    restartWindowMs: durationMs({ min: 1, hint: "the window maxRestarts counts restarts in" }),
     maxTaskRetries: int({ min: 0, hint: "use 0 to fail calls of a crashed replica with ReplicaCrashedError" }),
     restartBackoffMs: durationMs({ min: 0, hint: "the delay before the first restart" }),
     maxBackoffMs: durationMs({ min: 0, hint: "the longest delay between restarts" }),
     stableMs: durationMs({ min: 0, hint: "how long a replica must stay healthy to reset its restart count" }),
+    outlierEjection: checkOutlierEjection,
     routing: oneOf(ROUTINGS),
     router: checkRouter,
     placement: oneOf(PLACEMENTS),

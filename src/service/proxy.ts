@@ -1,5 +1,5 @@
 import type { ServiceHandle } from "../actor/index.ts";
-import { mergeCallOptions, WITH_OPTIONS, type ResolvedCallOptions } from "../call/index.ts";
+import { mergeCallOptions, ROLLING, rollingOptions, WITH_OPTIONS, type ResolvedCallOptions, type ResolvedRollingOptions, type RollingOptions } from "../call/index.ts";
 import { streamable } from "../stream/index.ts";
 import { bool, defineOptions, type SpecFor } from "../options/index.ts";
 import type { ServiceController } from "./controller.ts";
@@ -32,7 +32,7 @@ export function sessionInfo(value: unknown): SessionInfo | undefined {
   return s ? { id: s.id, replica: s.replica?.index, ended: s.closed } : undefined;
 }
 
-/** `svc.method(...)`, `.route`, `.fanout`, `.ranks`; each form also takes withOptions(). */
+/** `svc.method(...)`, `.route`, `.fanout`, `.ranks`, `.rolling`; each form also takes withOptions(). */
 function endpoint(c: ServiceController, method: string, call?: ResolvedCallOptions) {
   const opts = call ? { call } : undefined;
   const fn = (...args: unknown[]) => streamable(c.call(method, args, opts));
@@ -42,7 +42,23 @@ function endpoint(c: ServiceController, method: string, call?: ResolvedCallOptio
   Object.defineProperty(fanout, WITH_OPTIONS, { value: (more: ResolvedCallOptions) => rebind(more).fanout });
   Object.defineProperty(ranks, WITH_OPTIONS, { value: (more: ResolvedCallOptions) => rebind(more).ranks });
   Object.defineProperty(fn, WITH_OPTIONS, { value: rebind });
-  return Object.assign(fn, { route: fn, fanout, ranks });
+  return Object.assign(fn, { route: fn, fanout, ranks, rolling: rollingForm(c, method, call, rollingOptions.defaults()) });
+}
+
+/**
+ * `svc.method.rolling(...)`: call options come through withOptions() like every form's; the
+ * roll's own (maxUnavailable) through `.with()`, checked there, so a typo fails where it is made.
+ */
+function rollingForm(c: ServiceController, method: string, call: ResolvedCallOptions | undefined, ro: ResolvedRollingOptions) {
+  const roll = (...args: unknown[]) => c.rolling(method, args, call, ro);
+  Object.defineProperty(roll, WITH_OPTIONS, { value: (more: ResolvedCallOptions) => rollingForm(c, method, mergeCallOptions(call, more), ro) });
+  return Object.assign(roll, {
+    with: (options: RollingOptions) => {
+      const where = `${c.name}.${method}.rolling.with()`;
+      rollingOptions.check(options, where);
+      return rollingForm(c, method, call, rollingOptions.parse({ ...ro, ...rollingOptions.pick(options) }, where));
+    },
+  });
 }
 
 function sessionHandle<T>(c: ServiceController, s: SessionState, call?: ResolvedCallOptions): SessionHandle<T> {
@@ -97,6 +113,7 @@ export function createServiceProxy<T>(c: ServiceController, call?: ResolvedCallO
     get(_t, prop) {
       if (prop === CONTROLLER) return c;
       if (prop === WITH_OPTIONS) return (more: ResolvedCallOptions) => createServiceProxy<T>(c, mergeCallOptions(call, more));
+      if (prop === ROLLING) return (ro: ResolvedRollingOptions) => new Proxy(Object.create(null), { get: (_r, m) => (typeof m === "string" && !NOT_REMOTE.has(m) ? rollingForm(c, m, call, ro) : undefined) });
       if (prop === Symbol.for("nodejs.util.inspect.custom")) return () => `Service(${c.namespace}/${c.name})`;
       if (prop === Symbol.asyncDispose) return () => c.shutdown();
       if (typeof prop === "symbol" || NOT_REMOTE.has(prop)) return undefined;

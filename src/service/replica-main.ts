@@ -10,6 +10,8 @@ import { createActorHost, instantiate, resolveActorOptions, type ActorHost } fro
 import { connectBus, type BusConnection } from "../connection/index.ts";
 import { ActorBusError, errorToWire } from "../errors/index.ts";
 import { QUEUE_REPLICAS, subjectsFor } from "../subjects/index.ts";
+import { reportVersions } from "./replica-version.ts";
+import { encodeVersionReport } from "./versions.ts";
 
 if (!process.send) {
   console.error("replica-main.ts is started by an actorbus agent or service, not by hand");
@@ -65,6 +67,10 @@ async function serve(msg: StartMessage): Promise<void> {
   const setup = (instance as { setup?: unknown }).setup;
   if (typeof setup === "function") await setup.call(instance);
   const subjects = subjectsFor(spec.namespace);
+  // Before serving: the controller learns the version this process starts at.
+  const versions = subjects.versions(spec.controllerId);
+  const c = conn;
+  reportVersions(instance, (v) => c.transport.publish(versions, encodeVersionReport(c.codec, spec.groupId, spec.rank, v)));
   const callSubjects: { subject: string; queue?: string }[] = [{ subject: subjects.replica(spec.groupId, spec.rank) }];
   if (spec.queueGroup) callSubjects.push({ subject: subjects.replicaQueue(spec.service), queue: QUEUE_REPLICAS });
   host = createActorHost({

@@ -33,6 +33,17 @@ export interface Replica {
   missed: number;
   /** A call found nobody on the replica's subject: no routing to it until a heartbeat decides. */
   suspect: boolean;
+  /** A rolling update (rolling.ts) holds it: out of routing until its update call returns. */
+  updating: boolean;
+  /** Told when `outstanding` drops to 0 (a rolling update waits for the replica's calls to finish). */
+  onIdle: (() => void) | undefined;
+  /** The lowest `version` its processes report (versions.ts), valid for incarnation `versionGroup`. */
+  version: number | undefined;
+  versionGroup: string;
+  /** Outlier ejection (outlier-ejection.ts): out of routing until a probe finds it answering. */
+  ejected: boolean;
+  /** Why it is not serving, for status: failed (crash loop, waiting for capacity) or ejected; "" otherwise. */
+  reason: string;
 }
 
 export function createReplica(index: number): Replica {
@@ -56,6 +67,12 @@ export function createReplica(index: number): Replica {
     pinging: false,
     missed: 0,
     suspect: false,
+    updating: false,
+    onIdle: undefined,
+    version: undefined,
+    versionGroup: "",
+    ejected: false,
+    reason: "",
   };
 }
 

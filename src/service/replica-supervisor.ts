@@ -1,15 +1,17 @@
 import { nuid } from "@nats-io/transport-node";
 import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
 import type { BusConnection, Inbound, Subscription } from "../connection/index.ts";
-import { InvalidOptionsError, ReplicaCrashedError, type ServiceUnavailableError } from "../errors/index.ts";
+import { InvalidOptionsError, PlacementError, ReplicaCrashedError, type ServiceUnavailableError } from "../errors/index.ts";
 import { pingInstance } from "../registry/index.ts";
 import type { Subjects } from "../subjects/index.ts";
+import { watchCapacity, type CapacityWatch } from "./capacity-watch.ts";
 import { closedError, notifyChange, type ControllerState } from "./controller-state.ts";
 import type { Launcher } from "./launchers.ts";
 import type { ModuleRef } from "./module-ref.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
 import { placeReplica, type ReplicaPlacement } from "./placement.ts";
 import { errText, type Replica } from "./replica-state.ts";
+import { createHistory, decideRestart, isPlacementFailure, noteDeath, recentRestarts, recordRestart, type RestartHistory, type RestartPolicy } from "./restart-budget.ts";
 import type { LaunchContext, ReplicaRef } from "./types.ts";
 
 /** The statics of an Actor class the controller uses (the hooks may be overridden). */
@@ -22,7 +24,8 @@ export interface LaunchableClass {
 /**
  * Keeps a service's replicas running: starts them (through the class's launch hook), learns of
  * deaths from exit events and heartbeats, fails the calls a dead replica held, and restarts it
- * with backoff until maxRestarts.
+ * with backoff within its restart budget (restart-budget.ts). A replica with no host to run on
+ * waits, failed, until an agent with room appears (capacity-watch.ts), at no cost to its budget.
  */
 export interface ReplicaSupervisor {
   /** Starts one incarnation of `r`, placed by `placement` or now; it is healthy once this resolves. */
@@ -54,6 +57,8 @@ export interface ReplicaSupervisorParams {
   /** The service's constructor arguments (what ctx.spawn() passes when given none). */
   args: unknown[];
   controlTimeoutMs: number;
+  /** A heartbeat got no answer in its time (the process is on NATS but not answering): outlier ejection's signal. */
+  onStall?: (r: Replica, generation: number) => void;
 }
 
 const REPLICA_REF = Symbol.for("actorbus.replicaRef");
@@ -70,6 +75,22 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
   const req = { procs: o.procs, hosts: o.hosts, withGpus: o.withGpus };
   const procOwner = new Map<string, Replica>();
   let healthTimer: NodeJS.Timeout | undefined;
+  const policy: RestartPolicy = {
+    maxRestarts: o.maxRestarts,
+    restartWindowMs: o.restartWindowMs,
+    restartBackoffMs: o.restartBackoffMs,
+    maxBackoffMs: o.maxBackoffMs,
+    stableMs: o.stableMs,
+  };
+  const histories = new Map<Replica, RestartHistory>();
+  const historyOf = (r: Replica) => {
+    let h = histories.get(r);
+    if (!h) histories.set(r, (h = createHistory()));
+    return h;
+  };
+  /** Replicas that found no host: placed again when capacity appears. */
+  const unplaced = new Set<Replica>();
+  let capacityWatch: CapacityWatch | undefined;
 
   const crashError = (r: Replica, reason: string) =>
     new ReplicaCrashedError(`replica ${r.index} of "${name}" crashed (${reason}); the call may or may not have run`, {
@@ -91,6 +112,8 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     r.generation++;
     r.suspect = false;
     r.missed = 0;
+    r.ejected = false;
+    r.reason = "";
     r.state = "recovering";
     r.lastError = reason;
     r.sessions = 0; // their state died with the process: sessions learn it on their next call
@@ -100,33 +123,109 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     r.procs = [];
     r.subjects = [];
     void stopProcs(survivors, 0);
-    if (Date.now() - r.healthySince >= o.stableMs) r.restarts = 0;
+    noteDeath(policy, historyOf(r), Date.now() - r.healthySince);
     notifyChange(s);
     void restartLoop(r);
   };
 
   const restartLoop = async (r: Replica) => {
     while (s.state === "running") {
-      if (r.restarts >= o.maxRestarts) {
+      const h = historyOf(r);
+      const decision = decideRestart(policy, h, Date.now());
+      if (decision.kind === "give-up") {
         r.state = "failed";
+        r.reason = `${decision.reason}; last: ${r.lastError}`;
         notifyChange(s);
         return;
       }
-      const delay = Math.min(o.maxBackoffMs, o.restartBackoffMs * 2 ** r.restarts);
-      r.restarts++;
-      r.totalRestarts++;
-      await sleep(delay);
+      await sleep(decision.delayMs);
       if (s.state !== "running") return;
       try {
-        await startReplica(r, undefined, r.totalRestarts);
+        await startReplica(r, undefined, r.totalRestarts + 1, () => countRestart(r));
         return;
       } catch (err) {
         if (s.state !== "running") return;
+        if (isPlacementFailure(err)) return waitForCapacity(r, err);
         r.state = "recovering";
         r.lastError = `restart failed: ${errText(err)}`;
       }
     }
   };
+
+  /** A restart attempt found a host: it counts against the budget, whatever happens next. */
+  const countRestart = (r: Replica) => {
+    const h = historyOf(r);
+    recordRestart(h, Date.now());
+    r.restarts = recentRestarts(policy, h, Date.now());
+    r.totalRestarts++;
+  };
+
+  // --- replicas without a host ---------------------------------------------------------------
+
+  const waitForCapacity = (r: Replica, err: unknown) => {
+    r.state = "failed";
+    r.reason = `waiting for capacity: ${(err as Error)?.message ?? String(err)}`;
+    unplaced.add(r);
+    notifyChange(s);
+    // Agents announce themselves in the registry bucket; the local launcher never lacks room.
+    capacityWatch ??= watchCapacity({ conn, subjects, onCapacity: () => void placeWaiting(), backstopMs: Math.max(1_000, o.maxBackoffMs) });
+  };
+
+  let placing = false;
+  let placeAgain = false;
+  /** One round of placing the replicas that wait for capacity, one after another (each takes room). */
+  const placeWaiting = async () => {
+    if (placing) {
+      placeAgain = true;
+      return;
+    }
+    placing = true;
+    try {
+      do {
+        placeAgain = false;
+        for (const r of [...unplaced]) {
+          if (s.state !== "running" || r.state !== "failed") {
+            unplaced.delete(r);
+            continue;
+          }
+          let where: ReplicaPlacement;
+          try {
+            where = placeReplica(await offered(), req, `replica ${r.index} of "${name}"`, r.hosts);
+          } catch (err) {
+            r.reason = `waiting for capacity: ${(err as Error)?.message ?? String(err)}`;
+            continue; // still no room: the next agent to appear calls again
+          }
+          unplaced.delete(r);
+          r.state = "recovering";
+          r.reason = "";
+          notifyChange(s);
+          try {
+            await startReplica(r, where, r.totalRestarts + 1, () => countRestart(r));
+          } catch (err) {
+            if (s.state !== "running") return;
+            if (isPlacementFailure(err)) {
+              waitForCapacity(r, err);
+              continue;
+            }
+            r.lastError = `restart failed: ${errText(err)}`;
+            void restartLoop(r);
+          }
+        }
+      } while (placeAgain && unplaced.size > 0 && s.state === "running");
+    } finally {
+      placing = false;
+      if (unplaced.size === 0) {
+        capacityWatch?.stop();
+        capacityWatch = undefined;
+      }
+    }
+  };
+
+  /** What the hosts offer now; a registry that cannot say is no room, for now. */
+  const offered = () =>
+    launcher.capacity().catch((err: unknown) => {
+      throw new PlacementError(`cannot learn the hosts' capacity (${errText(err)})`, { cause: err });
+    });
 
   const onProcExit = (ev: ProcExitEvent) => {
     const r = procOwner.get(ev.procId);
@@ -137,8 +236,10 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     else r.startFailure.set(ev.groupId, why);
   };
 
-  const startReplica = async (r: Replica, placement: ReplicaPlacement | undefined, attempt: number) => {
-    const where = placement ?? placeReplica(await launcher.capacity(), req, `replica ${r.index} of "${name}"`, r.hosts);
+  /** `placed` runs once the replica has a host (a restart then counts against its budget). */
+  const startReplica = async (r: Replica, placement: ReplicaPlacement | undefined, attempt: number, placed?: () => void) => {
+    const where = placement ?? placeReplica(await offered(), req, `replica ${r.index} of "${name}"`, r.hosts);
+    placed?.();
     let spawned: ProcInfo[] | undefined;
     let groupId = "";
     const ctx: LaunchContext = {
@@ -197,6 +298,7 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     r.subjects = spawned.map((x) => subjects.replica(groupId, x.rank));
     r.hosts = [...new Set(spawned.map((x) => x.hostId))];
     r.state = "healthy";
+    r.reason = "";
     r.healthySince = Date.now();
     notifyChange(s);
   };
@@ -213,6 +315,7 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
       .then((states) => {
         if (r.generation !== gen) return;
         const dead = states.findIndex((st) => st === "dead");
+        if (dead < 0 && states.includes("unknown")) p.onStall?.(r, gen);
         if (dead < 0) {
           r.missed = 0;
           if (r.suspect) {
@@ -270,6 +373,9 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     },
     stopHeartbeats: () => clearInterval(healthTimer),
     async stopAll() {
+      capacityWatch?.stop();
+      capacityWatch = undefined;
+      unplaced.clear();
       await Promise.all(
         replicas.map(async (r) => {
           if (r.procs.length === 0) return;

@@ -4,8 +4,9 @@ import type { Subjects } from "../subjects/index.ts";
 import type { ControllerState } from "./controller-state.ts";
 import { serveMicro, type MicroEndpointStats, type MicroResponder } from "./micro.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
-import { errText } from "./replica-state.ts";
-import type { ReplicaReport, ServiceReport } from "./types.ts";
+import { errText, type Replica } from "./replica-state.ts";
+import type { RollingReport } from "./rolling.ts";
+import type { ReplicaReport, ReplicaStateName, ServiceReport } from "./types.ts";
 
 /**
  * What a service tells about itself: its report (svc.status(), `actorbus status`, on the
@@ -29,6 +30,10 @@ export interface ServiceReporterParams {
   placement: ServiceReport["placement"];
   options: ResolvedServiceOptions;
   methods: string[];
+  /** A replica's reported version (versions.ts). */
+  versionOf(r: Replica): number | undefined;
+  /** The rolling update in progress (rolling.ts). */
+  rolling(): RollingReport | null;
 }
 
 interface MethodStats {
@@ -94,9 +99,23 @@ export function createServiceReporter(p: ServiceReporterParams): ServiceReporter
         restarts: r.totalRestarts,
         sessions: r.sessions,
         lastError: r.lastError,
+        version: p.versionOf(r) ?? null,
+        updating: r.updating,
+        ejected: r.ejected,
+        reason: r.reason,
       };
     }),
+    replicaStates: countStates(replicas),
+    rolling: p.rolling(),
   });
+
+  // $SRV STATS: the replicas' versions in replica order ("-": none reported yet) and the lowest
+  // of the healthy ones, for `nats micro stats` and dashboards.
+  const liveMetadata = (): Record<string, string> => {
+    const vs = replicas.map((r) => p.versionOf(r));
+    const healthy = replicas.flatMap((r, i) => (r.state === "healthy" && vs[i] !== undefined ? [vs[i]!] : []));
+    return { replica_versions: vs.map((v) => (v === undefined ? "-" : String(v))).join(","), min_version: healthy.length ? String(Math.min(...healthy)) : "" };
+  };
 
   const microEndpoints = (): MicroEndpointStats[] =>
     methods.map((m) => {
@@ -120,6 +139,7 @@ export function createServiceReporter(p: ServiceReporterParams): ServiceReporter
         metadata: { ...o.metadata, namespace: p.namespace, class: p.className, replicas: String(o.numReplicas) },
         startedAt,
         endpoints: microEndpoints,
+        liveMetadata,
       });
     },
     stop() {
@@ -127,4 +147,16 @@ export function createServiceReporter(p: ServiceReporterParams): ServiceReporter
       micro?.stop();
     },
   };
+}
+
+const STATES: readonly ReplicaStateName[] = ["starting", "healthy", "recovering", "failed", "stopped"];
+
+/** The service's replicas by state, for status and dashboards. */
+function countStates(replicas: readonly Replica[]): Record<ReplicaStateName | "ejected", number> {
+  const out = Object.fromEntries([...STATES, "ejected"].map((k) => [k, 0])) as Record<ReplicaStateName | "ejected", number>;
+  for (const r of replicas) {
+    out[r.state]++;
+    if (r.ejected) out.ejected++;
+  }
+  return out;
 }

@@ -1,17 +1,20 @@
 import { nuid } from "@nats-io/transport-node";
 import { requestCall, type HostedCall, type OutgoingCall, type Relay } from "../actor/index.ts";
-import { callSettings, createCallIds, type ResolvedCallOptions } from "../call/index.ts";
+import { callSettings, createCallIds, MIN_VERSION_HEADER, parseMinVersion, parseRolling, ROLLING_HEADER, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
 import type { Codec } from "../codec/index.ts";
-import { abortError, type BusConnection } from "../connection/index.ts";
-import { CallTimeoutError, ClosedError, OverloadedError, ReplicaCrashedError, ServiceUnavailableError } from "../errors/index.ts";
+import { abortError, headersOf, type BusConnection } from "../connection/index.ts";
+import { CallTimeoutError, ClosedError, InvalidOptionsError, OverloadedError, ReplicaCrashedError, ServiceUnavailableError } from "../errors/index.ts";
 import { unwrapReply } from "../reply/index.ts";
 import { materialize } from "../stream/index.ts";
 import type { Subjects } from "../subjects/index.ts";
+import { clientSpan, endSpan, tracerSource, type TraceTarget } from "../tracing/index.ts";
 import { closedError, describeStates, type ControllerState } from "./controller-state.ts";
 import { SessionLostError } from "./errors.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
+import { NO_CALL_OUTCOMES, type CallOutcomes } from "./outlier-ejection.ts";
 import { errText, type Inflight, type Replica } from "./replica-state.ts";
 import { ANY_CALL, createRouter, NO_METADATA, SESSION_CALL, type RouteRequest } from "./router.ts";
+import type { ReplicaVersions } from "./versions.ts";
 
 export interface SessionState {
   readonly id: string;
@@ -39,10 +42,24 @@ export interface RoutedCalls {
   fanout(method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]>;
   /** The registry face's calls: their bytes go to a replica and the reply's bytes come back. */
   relay: Relay;
+  /** One call encoded once, for replicas chosen elsewhere (rolling updates): no routing, no retries. */
+  prepare(method: string, args: unknown[], call?: ResolvedCallOptions): PreparedCall;
+  /** The same for a relayed call's bytes (a roll asked for through the registry); replies stay bytes. */
+  prepareRelayed(job: HostedCall, payload: Uint8Array): PreparedCall;
   openSession(rebind: boolean): SessionState;
   closeSession(s: SessionState): void;
   /** Lets the calls in flight finish for up to drainTimeoutMs, then fails the rest. */
   drain(): Promise<void>;
+}
+
+/** A call to send to chosen replicas, one by one (rolling.ts). */
+export interface PreparedCall {
+  readonly method: string;
+  /** Epoch ms: the whole roll's deadline. */
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  /** Sends it to every process of `r`, whether or not `r` is in routing; rank 0's result. */
+  send(r: Replica): Promise<unknown>;
 }
 
 export interface RoutedCallsParams {
@@ -53,6 +70,12 @@ export interface RoutedCallsParams {
   recordMethod(method: string, t0: number, err?: unknown): void;
   /** What a call that found nobody on a replica's subject fails with (and what it does to the replica). */
   unreachable(r: Replica, generation: number, err: ServiceUnavailableError): Error;
+  /** The replicas' versions, for calls with minVersion. */
+  versions: ReplicaVersions;
+  /** Runs a rolling update a relayed call asks for (header Ab-Rolling). */
+  rollRelayed(job: HostedCall, payload: Uint8Array, options: ResolvedRollingOptions): Promise<Uint8Array>;
+  /** Told whether each call was answered or timed out (outlier ejection). */
+  outcomes?: CallOutcomes;
 }
 
 /** One call on its way to a replica: encoded once, whatever the attempts and targets. */
@@ -66,20 +89,28 @@ interface Outgoing extends OutgoingCall {
   /** Relayed from the registry face: the reply goes back as bytes. */
   raw: boolean;
   idleTimeoutMs: number | undefined;
+  /** Only replicas at or above this version take it (withOptions minVersion, or Ab-Min-Version). */
+  minVersion: number | undefined;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/** What the service's relay reads of a call's headers beyond Ab-Call/Ab-Meta, in one pass. */
+const RELAY_HEADERS = [MIN_VERSION_HEADER, ROLLING_HEADER] as const;
 
 export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
-  const { state: s, conn, subjects, options: o, recordMethod, unreachable } = p;
+  const { state: s, conn, subjects, options: o, recordMethod, unreachable, versions } = p;
+  const outcomes = p.outcomes ?? NO_CALL_OUTCOMES;
   const { name, replicas } = s;
   const { codec, transport } = conn;
   const capacity = o.maxConcurrency + o.maxPending;
   let waiting = 0;
+  const tracer = tracerSource();
+  const traced: TraceTarget = { namespace: subjects.namespace, service: name, subject: subjects.call(name) };
 
-  const waitForChange = (deadline: number, what: string, signal: AbortSignal | undefined) =>
+  const waitForChange = (deadline: number, what: string, signal: AbortSignal | undefined, minVersion?: number) =>
     new Promise<void>((resolve, reject) => {
-      const timedOut = () => new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } });
+      const timedOut = () =>
+        minVersion !== undefined ? versions.unavailable(minVersion) : new CallTimeoutError(`no healthy replica of "${name}" within the call's deadline (${what})`, { details: { service: name } });
       const left = deadline - Date.now();
       if (left <= 0) return reject(timedOut());
       const done = (err?: Error) => {
@@ -107,6 +138,12 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
   const unavailable = () =>
     new ServiceUnavailableError(`no replica of "${name}" can take calls: ${describeStates(s)}`, { details: { service: name } });
 
+  // A relayed call's caller times out at the same deadline as a wait here: a wait for a version
+  // (or a relayed roll) ends a little earlier, so that its typed error reaches the caller before
+  // the caller's own timer turns it into a plain CallTimeoutError.
+  const answerBy = (deadline: number) => deadline - Math.min(50, Math.max(0, (deadline - Date.now()) / 10));
+  const waitDeadline = (out: Outgoing) => (out.raw && out.minVersion !== undefined ? answerBy(out.deadline) : out.deadline);
+
   /** Waits (bounded by the deadline and the call's signal) while replicas are starting or restarting. */
   const awaitReplica = async (out: Outgoing, choose: () => Replica | undefined): Promise<Replica> => {
     for (;;) {
@@ -114,23 +151,28 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       if (out.signal?.aborted) throw abortError(out.signal, subjects.call(name));
       const r = choose();
       if (r) return r;
-      if (replicas.some((x) => x.state === "healthy" && !x.suspect)) throw overloaded();
-      // Worth waiting for: replicas (re)starting, or reachable again after a NATS reconnect.
-      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering" || (x.state === "healthy" && x.suspect))) throw unavailable();
+      if (replicas.some((x) => usable(x) && versions.admits(x, out.minVersion))) throw overloaded();
+      // Worth waiting for: replicas (re)starting, reachable again after a NATS reconnect, back
+      // from a rolling update, or (for minVersion) reaching the version asked for.
+      const healthy = (x: Replica) => x.state === "healthy" && (x.suspect || x.updating || x.ejected || out.minVersion !== undefined);
+      if (!replicas.some((x) => x.state === "starting" || x.state === "recovering" || healthy(x))) throw unavailable();
       if (waiting >= o.numReplicas * Math.max(1, capacity)) throw overloaded();
       waiting++;
       try {
-        await waitForChange(out.deadline, describeStates(s), out.signal);
+        await waitForChange(waitDeadline(out), describeStates(s), out.signal, out.minVersion);
       } finally {
         waiting--;
       }
     }
   };
 
-  const router = createRouter<Replica>(o.router, { capacity, usable: (r) => r.state === "healthy" && !r.suspect });
+  // A replica mid-update (rolling.ts) takes no calls; minVersion narrows the candidates.
+  const usable = (r: Replica) => r.state === "healthy" && !r.suspect && !r.updating && !r.ejected;
+  const router = createRouter<Replica>(o.router, { capacity, usable });
   const routeRequest = (out: Outgoing, session: boolean): RouteRequest =>
     router.readsCall ? { method: out.method, args: out.args ?? [], metadata: out.metadata, session } : session ? SESSION_CALL : ANY_CALL;
-  const pick = (out: Outgoing, session = false) => router.pick(replicas, routeRequest(out, session));
+  const pick = (out: Outgoing, session = false) =>
+    router.pick(out.minVersion === undefined ? replicas : versions.eligible(replicas, out.minVersion), routeRequest(out, session));
 
   const sessionLost = (ss: SessionState, r: Replica) =>
     new SessionLostError(
@@ -143,6 +185,11 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     const bound = ss.replica;
     if (bound) {
       if (bound.generation === ss.generation && bound.state === "healthy") {
+        // Mid-update, or below the version asked for: the session waits for its replica.
+        if (bound.updating || !versions.admits(bound, out.minVersion)) {
+          await waitForChange(waitDeadline(out), `session ${ss.id}'s replica ${bound.index} ${bound.updating ? "is being updated" : "is below the version asked for"}`, out.signal, bound.updating ? undefined : out.minVersion);
+          return sessionReplica(ss, out);
+        }
         if (bound.outstanding >= capacity) throw overloaded();
         return bound;
       }
@@ -163,11 +210,14 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
    * Sends the call to every process of the replica (rank 0's reply is the result). The same
    * encoded arguments and call id go to each: a cancel reaches whichever holds it.
    */
-  const sendTo = (r: Replica, out: Outgoing, allRanks: boolean): Promise<unknown> => {
+  const sendTo = (r: Replica, out: Outgoing, allRanks: boolean, attempt = 0): Promise<unknown> => {
     const targets = r.subjects;
     if (out.relayedFrom) relayCancels(out.relayedFrom, out.callId, targets);
-    return new Promise<unknown>((resolve, reject) => {
-      const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, unreachable);
+    // Each attempt is a CLIENT span of its own, carried to the replica in place of the caller's.
+    const span = clientSpan(tracer, traced, out.method, out.callId, attempt, r.index);
+    if (span) out = { ...out, trace: span };
+    return endSpan(span, new Promise<unknown>((resolve, reject) => {
+      const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, unreachable, outcomes);
       if (targets.length === 1) {
         requestCall(transport, subjects, targets[0]!, out.payload, out).then(
           (b) => c.reply(b),
@@ -179,7 +229,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
           (e) => c.error(e),
         );
       }
-    });
+    }), out.raw ? codec : undefined);
   };
 
   /** A streaming method's opening becomes the caller's pulling iterator (relays pass it on as bytes). */
@@ -214,7 +264,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       recordMethod(out.method, t0, err);
       throw err;
     }
-    return sendTo(r, out, opts?.ranks === true).then(
+    return sendTo(r, out, opts?.ranks === true, retries).then(
       (v) => succeeded(out, t0, v),
       (err) => afterFailure(err, r, out, opts, t0, retries),
     );
@@ -236,6 +286,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       signal: st.signal,
       raw: false,
       idleTimeoutMs: opts?.call?.idleTimeoutMs,
+      minVersion: opts?.call?.minVersion,
     };
   };
 
@@ -255,7 +306,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     };
   };
 
-  const relayed = (job: HostedCall, payload: Uint8Array): Outgoing => ({
+  const relayed = (job: HostedCall, payload: Uint8Array, minVersion: number | undefined): Outgoing => ({
+    minVersion,
     method: job.method,
     args: undefined,
     payload,
@@ -265,6 +317,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     metadata: job.metadata,
     signal: undefined,
     relayedFrom: job,
+    // The caller's trace context goes on as it came when no span is made here.
+    trace: job.traceparent ? job : undefined,
     raw: true,
     idleTimeoutMs: undefined,
   });
@@ -299,7 +353,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     const t0 = performance.now();
     if (out.relayedFrom) relayCancels(out.relayedFrom, out.callId, [subjects.replicaQueue(name)]);
     try {
-      const bytes = await requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, out);
+      const span = clientSpan(tracer, traced, out.method, out.callId, 0);
+      const bytes = await endSpan(span, requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, span ? { ...out, trace: span } : out), codec);
       return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, bytes));
     } catch (err) {
       recordMethod(out.method, t0, err);
@@ -307,14 +362,24 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     }
   };
   const viaQueueGroup = (opts: RouteOptions | undefined) => o.routing === "queue-group" && !opts?.session && !opts?.ranks;
+  // NATS picks the replica of a queue-group call: nobody could honour its minVersion.
+  const checkRoutesByVersion = () => {
+    if (o.routing === "queue-group") {
+      throw new InvalidOptionsError(`minVersion needs the controller to route: service "${name}" uses routing "queue-group", where NATS picks the replica; use the default routing`, {
+        details: { service: name, option: "minVersion" },
+      });
+    }
+  };
 
   const fanout = async (method: string, args: unknown[], opts?: RouteOptions): Promise<unknown[]> => {
     if (s.state !== "running") throw closedError(s);
     const t0 = performance.now();
     const out = outgoing(method, args, opts);
     try {
-      await awaitReplica(out, () => replicas.find((r) => r.state === "healthy"));
-      const healthy = replicas.filter((r) => r.state === "healthy");
+      await awaitReplica(out, () => replicas.find((r) => r.state === "healthy" && !r.updating && versions.admits(r, out.minVersion)));
+      // Every replica, so none mid-update: a fanout waits for a rolling update's replicas to return.
+      while (replicas.some((r) => r.updating)) await waitForChange(out.deadline, "a rolling update", out.signal);
+      const healthy = replicas.filter((r) => r.state === "healthy" && versions.admits(r, out.minVersion));
       const results = await Promise.all(healthy.map((r) => sendTo(r, out, false)));
       recordMethod(method, t0);
       return results;
@@ -326,6 +391,13 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
 
   return {
     call: (m, a, opts) => {
+      if (opts?.call?.minVersion !== undefined) {
+        try {
+          checkRoutesByVersion();
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      }
       if (!viaQueueGroup(opts)) return call(m, a, opts);
       try {
         return sendQueueGroup(outgoing(m, a, opts));
@@ -335,8 +407,35 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     },
     fanout,
     relay: (job, payload) => {
-      const out = relayed(job, payload);
+      let out: Outgoing;
+      try {
+        const [minVersion, roll] = headersOf(job.msg, RELAY_HEADERS);
+        const rolling = parseRolling(roll);
+        if (rolling) return p.rollRelayed(job, payload, rolling);
+        out = relayed(job, payload, parseMinVersion(minVersion));
+        if (out.minVersion !== undefined) checkRoutesByVersion();
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return (viaQueueGroup(undefined) ? sendQueueGroup(out) : route(out)) as Promise<Uint8Array>;
+    },
+    prepare(method, args, call) {
+      const out = outgoing(method, args, { call });
+      return { method, deadline: out.deadline, signal: out.signal, send: (r) => sendTo(r, out, false) };
+    },
+    prepareRelayed(job, payload) {
+      // The roll is cancelled as a whole: the caller's cancel (or the host's deadline) aborts
+      // it and the replica calls it has out, through one signal rather than per-call hooks.
+      const ac = new AbortController();
+      job.onAbort = (reason) => ac.abort(reason);
+      const deadline = answerBy(job.deadline);
+      const out: Outgoing = { ...relayed(job, payload, undefined), relayedFrom: undefined, signal: ac.signal, deadline };
+      // A replica's error reply fails its update (decoded only then); results stay bytes.
+      const checked = (bytes: unknown) => {
+        if ((bytes as Uint8Array)[1] === 1) unwrapReply(codec, bytes as Uint8Array);
+        return bytes;
+      };
+      return { method: job.method, deadline, signal: ac.signal, send: (r) => sendTo(r, out, false).then(checked) };
     },
     openSession: (rebind) => ({ id: nuid.next(), rebind, replica: undefined, generation: -1, closed: false }),
     closeSession(ss) {
@@ -373,6 +472,7 @@ class RoutedCall implements Inflight {
     private readonly resolve: (v: unknown) => void,
     private readonly reject: (e: unknown) => void,
     private readonly onUnavailable: (r: Replica, gen: number, err: ServiceUnavailableError) => Error,
+    private readonly outcomes: CallOutcomes,
   ) {
     this.gen = r.generation;
     r.outstanding++;
@@ -384,7 +484,7 @@ class RoutedCall implements Inflight {
     this.done = true;
     const r = this.r;
     r.inflight.delete(this);
-    r.outstanding--;
+    if (--r.outstanding === 0) r.onIdle?.();
     const ms = performance.now() - this.t0;
     if (err !== undefined) {
       r.stats.record(ms, true, errText(err));
@@ -400,6 +500,7 @@ class RoutedCall implements Inflight {
   }
 
   reply(bytes: Uint8Array): void {
+    if (!this.done) this.outcomes.answered(this.r, this.gen, this.t0);
     if (this.raw) {
       // [1, error] encodes as 0x92 0x01: the replica's stats count it without a decode.
       this.settle(undefined, bytes, bytes[1] === 1);
@@ -415,6 +516,7 @@ class RoutedCall implements Inflight {
   }
 
   replies(all: Uint8Array[]): void {
+    if (!this.done) this.outcomes.answered(this.r, this.gen, this.t0);
     const vs: unknown[] = [];
     try {
       for (const b of all) vs.push(unwrapReply<unknown>(this.codec, b));
@@ -425,6 +527,8 @@ class RoutedCall implements Inflight {
   }
 
   error(err: unknown): void {
+    // No reply by the deadline (not a CallTimeoutError the replica sent: that one is a reply).
+    if (err instanceof CallTimeoutError && !this.done) this.outcomes.timedOut(this.r, this.gen, this.t0);
     this.settle(err instanceof ServiceUnavailableError ? this.onUnavailable(this.r, this.gen, err) : err);
   }
 }

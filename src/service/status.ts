@@ -1,6 +1,6 @@
 import { unwrapReply } from "../reply/index.ts";
 import type { HostRecord } from "../agent/index.ts";
-import type { Services } from "../registry/index.ts";
+import type { ServiceRecord, Services } from "../registry/index.ts";
 import { subjectsFor } from "../subjects/index.ts";
 import { liveAgents } from "./launchers.ts";
 import type { ServiceReport } from "./types.ts";
@@ -17,6 +17,10 @@ export interface StatusRow {
   p50Ms: number;
   p99Ms: number;
   restarts: number;
+  /** The version the replica reports ("-": none; plain services have none). */
+  version: string;
+  /** Why a replica is failed or out of routing (crash loop, waiting for capacity, ejected); absent while it serves. */
+  reason?: string;
 }
 
 /** What `actorbus status` shows: every live service's replicas, and the namespace's agents. */
@@ -25,6 +29,8 @@ export interface NamespaceStatus {
   services: ServiceReport[];
   rows: StatusRow[];
   hosts: HostRecord[];
+  /** The registry records of the live services, by name (kind, class, methods, metadata). */
+  records: ServiceRecord[];
 }
 
 export async function collectStatus(services: Services, timeoutMs = 2_000): Promise<NamespaceStatus> {
@@ -33,8 +39,10 @@ export async function collectStatus(services: Services, timeoutMs = 2_000): Prom
   const reports: ServiceReport[] = [];
   const rows: StatusRow[] = [];
   const plain = new Set<string>();
+  const records: ServiceRecord[] = [];
   for (const name of await services.list()) {
     const record = await services.describe(name);
+    if (record) records.push(record);
     if (record?.kind !== "service") {
       plain.add(name);
       continue;
@@ -48,17 +56,19 @@ export async function collectStatus(services: Services, timeoutMs = 2_000): Prom
           replica: String(x.index),
           hosts: x.hosts.join(",") || "-",
           pids: x.pids.join(",") || "-",
-          state: x.state,
+          state: x.ejected ? `${x.state} (ejected)` : x.state,
+          reason: x.reason || undefined,
           inflight: x.inflight,
           calls: x.calls,
           errors: x.errors,
           p50Ms: x.p50Ms,
           p99Ms: x.p99Ms,
           restarts: x.restarts,
+          version: x.version === null || x.version === undefined ? "-" : `${x.version}${x.updating ? " (updating)" : ""}`,
         });
       }
     } catch (err) {
-      rows.push({ service: name, replica: "-", hosts: "-", pids: "-", state: `unreachable: ${(err as Error).message}`, inflight: 0, calls: 0, errors: 0, p50Ms: 0, p99Ms: 0, restarts: 0 });
+      rows.push({ service: name, replica: "-", hosts: "-", pids: "-", state: `unreachable: ${(err as Error).message}`, inflight: 0, calls: 0, errors: 0, p50Ms: 0, p99Ms: 0, restarts: 0, version: "-" });
     }
   }
   if (plain.size > 0) {
@@ -78,13 +88,14 @@ export async function collectStatus(services: Services, timeoutMs = 2_000): Prom
           p50Ms: inst.stats?.p50Ms ?? 0,
           p99Ms: inst.stats?.p99Ms ?? 0,
           restarts: 0,
+          version: "-",
         });
       });
     }
   }
   rows.sort((a, b) => (a.service === b.service ? Number(a.replica) - Number(b.replica) : a.service < b.service ? -1 : 1));
   const hosts = services.connection.backend === "nats" ? await liveAgents(services.connection, subjects, timeoutMs) : [];
-  return { namespace: services.namespace, services: reports, rows, hosts };
+  return { namespace: services.namespace, services: reports, rows, hosts, records };
 }
 
 function table(header: string[], body: string[][]): string {
@@ -101,8 +112,8 @@ export function formatStatus(s: NamespaceStatus): string {
   else {
     out.push(
       table(
-        ["SERVICE", "REPLICA", "HOSTS", "PIDS", "STATE", "IN-FLIGHT", "CALLS", "ERRORS", "P50 MS", "P99 MS", "RESTARTS"],
-        s.rows.map((r) => [r.service, r.replica, r.hosts, r.pids, r.state, String(r.inflight), String(r.calls), String(r.errors), ms(r.p50Ms), ms(r.p99Ms), String(r.restarts)]),
+        ["SERVICE", "REPLICA", "HOSTS", "PIDS", "STATE", "VERSION", "IN-FLIGHT", "CALLS", "ERRORS", "P50 MS", "P99 MS", "RESTARTS", "REASON"],
+        s.rows.map((r) => [r.service, r.replica, r.hosts, r.pids, r.state, r.version, String(r.inflight), String(r.calls), String(r.errors), ms(r.p50Ms), ms(r.p99Ms), String(r.restarts), r.reason ?? ""]),
       ),
     );
   }

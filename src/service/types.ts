@@ -1,6 +1,8 @@
 import type { Remote, ServiceHandle } from "../actor/index.ts";
 import type { ResolvedServiceOptions } from "./options.ts";
 import type { ReplicaPlacement } from "./placement.ts";
+import type { RollingOptions } from "../call/index.ts";
+import type { RollingReport } from "./rolling.ts";
 
 type AnyFn = (...args: any[]) => any;
 type MethodKeys<T> = { [K in keyof T]: T[K] extends AnyFn ? K : never }[keyof T] & string;
@@ -17,6 +19,16 @@ export type Endpoint<A extends unknown[], R> = ((...args: A) => Remote<R>) & {
   fanout(...args: A): Promise<Awaited<R>[]>;
   /** One replica, every rank of it (procs > 1); results in rank order. */
   ranks(...args: A): Promise<Awaited<R>[]>;
+  /**
+   * Every healthy replica in turn (`maxUnavailable` at a time, default 1), each out of routing
+   * until its call returns; results in replica order. `.with({ maxUnavailable })` sets options.
+   */
+  rolling: RollingEndpoint<A, R>;
+};
+
+/** `svc.method.rolling(...)`: a rolling update; `.with(options)` returns one with those options. */
+export type RollingEndpoint<A extends unknown[], R> = ((...args: A) => Promise<Awaited<R>[]>) & {
+  with(options: RollingOptions): RollingEndpoint<A, R>;
 };
 
 export type EndpointOf<F> = F extends (...args: infer A) => infer R ? Endpoint<A, R> : never;
@@ -49,6 +61,14 @@ export interface ReplicaReport {
   restarts: number;
   sessions: number;
   lastError: string;
+  /** The `version` its processes report (the lowest of them); null until each has reported a number. */
+  version: number | null;
+  /** Out of routing while a rolling update calls it. */
+  updating: boolean;
+  /** Out of routing by outlier ejection (its calls timed out while others answered), until a probe finds it answering. */
+  ejected: boolean;
+  /** Why it is not serving: why it failed (a crash loop, waiting for capacity) or was ejected; "" while it serves. */
+  reason: string;
 }
 
 /** What `svc.status()`, the controller's status subject and `actorbus status` report. */
@@ -64,6 +84,10 @@ export interface ServiceReport {
   options: Pick<ResolvedServiceOptions, "numReplicas" | "procs" | "hosts" | "withGpus" | "maxConcurrency" | "maxPending" | "maxRestarts" | "maxTaskRetries" | "timeoutMs">;
   sessions: number;
   replicas: ReplicaReport[];
+  /** Replicas by state (every state, zeros included); `ejected` counts healthy replicas out of routing. */
+  replicaStates: Record<ReplicaStateName | "ejected", number>;
+  /** The rolling update in progress, if any. */
+  rolling: RollingReport | null;
 }
 
 export interface ServiceControls<T> {

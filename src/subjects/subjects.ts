@@ -16,6 +16,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.rq.<service>           replicas of a service in queue group "replicas" (queue-group routing)
  *   ab.<ns>.ctrl.<service>         a replicated service's controller: status requests
  *   ab.<ns>.evt.<controllerId>     replica process lifecycle events (exits) sent to one controller
+ *   ab.<ns>.ver.<controllerId>     replica processes' versions (at start, and when a call changed it) sent to one controller
  *   ab.<ns>.cancel.<call subject>  cancellations of calls sent to <call subject> (every host hears)
  *   ab.<ns>.stream.<instanceId>.<id>  a caller's pulls and cancel of one stream served by an instance
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
@@ -37,6 +38,8 @@ export interface Subjects {
   replicaQueue(service: string): string;
   controller(service: string): string;
   events(controllerId: string): string;
+  /** Where a service's replica processes tell its controller their `version`. */
+  versions(controllerId: string): string;
   /**
    * Where a caller cancels a call it sent to `callSubject` (one of this namespace's call or
    * replica subjects). Not a queue group: the caller cannot know which host took the call.
@@ -63,7 +66,27 @@ export interface Subjects {
 export const QUEUE_ACTORS = "actors";
 export const QUEUE_INFERENCE = "inference";
 export const QUEUE_REPLICAS = "replicas";
+/**
+ * The queue group of one subscription that has no group of its own: with one member it behaves
+ * as a plain subscription, and the copy a connection makes of it elsewhere while it moves off a
+ * server in lame-duck mode (src/connection/lame-duck.ts) shares the group, so no message is
+ * delivered to both.
+ */
+export const privateQueue = (unique: string): string => `_ab_${unique}`;
 const SERVICE_KEY_PREFIX = "svc.";
+
+const BUCKET_PREFIX = "actorbus_";
+
+/** Inverse of a namespace's bucket name: the namespace, or undefined for other buckets. */
+export function namespaceOfBucket(bucket: string): string | undefined {
+  if (!bucket.startsWith(BUCKET_PREFIX)) return undefined;
+  const ns = bucket.slice(BUCKET_PREFIX.length);
+  try {
+    return validateName("namespace", ns);
+  } catch {
+    return undefined;
+  }
+}
 
 export function subjectsFor(namespace: string): Subjects {
   const ns = validateName("namespace", namespace);
@@ -71,7 +94,7 @@ export function subjectsFor(namespace: string): Subjects {
   return {
     namespace: ns,
     prefix,
-    bucket: `actorbus_${ns}`,
+    bucket: `${BUCKET_PREFIX}${ns}`,
     call: (s) => `${prefix}.svc.${validateName("service", s)}`,
     control: (s) => `${prefix}.ctl.${validateName("service", s)}`,
     instance: (id) => `${prefix}.inst.${id}`,
@@ -83,6 +106,7 @@ export function subjectsFor(namespace: string): Subjects {
     replicaQueue: (s) => `${prefix}.rq.${validateName("service", s)}`,
     controller: (s) => `${prefix}.ctrl.${validateName("service", s)}`,
     events: (id) => `${prefix}.evt.${id}`,
+    versions: (id) => `${prefix}.ver.${id}`,
     cancel: (callSubject) => {
       if (!callSubject.startsWith(`${prefix}.`)) throw new Error(`${callSubject} is not a subject of namespace ${ns}`);
       return `${prefix}.cancel.${callSubject.slice(prefix.length + 1)}`;
@@ -108,6 +132,14 @@ export function subjectsFor(namespace: string): Subjects {
 export function replyInbox(inboxPrefix: string, unique: string): { wildcard: string; prefix: string } {
   const base = `${inboxPrefix}.${unique}.`;
   return { wildcard: `${base}*`, prefix: base };
+}
+
+/**
+ * The prefix of a reply subject made by replyInbox() (everything up to its last token): calls
+ * of one batch have their replies at this prefix plus their own tokens.
+ */
+export function replyPrefixOf(reply: string): string {
+  return reply.slice(0, reply.lastIndexOf(".") + 1);
 }
 
 /** NATS micro-service discovery subjects (ADR-32): $SRV.<verb>[.<name>[.<id>]]. */

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,6 +54,9 @@ describe("docs: every fenced TypeScript/JavaScript block runs", function () {
         dir = mkdtempSync(join(tmpdir(), "actorbus-docs-"));
         // Snippets use top-level await: ES modules, as in an app with "type": "module".
         writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }));
+        // Other packages the docs import (an OpenTelemetry SDK) resolve as in the app that
+        // installed them: from node_modules, here this repository's.
+        symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"));
       });
       after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -14,7 +14,8 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
-export async function startNatsCluster(size = 3, name = "actorbus_test"): Promise<NatsCluster> {
+/** `extraConfig`: lines added to every node's config (e.g. lame_duck_grace_period for lame-duck drills). */
+export async function startNatsCluster(size = 3, name = "actorbus_test", extraConfig = ""): Promise<NatsCluster> {
   const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
   const clientPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
   const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(", ");
@@ -24,7 +25,7 @@ export async function startNatsCluster(size = 3, name = "actorbus_test"): Promis
       nodes.push(
         await startNatsServer({
           port: clientPorts[i],
-          config: `server_name: n${i}\ncluster {\n  name: ${name}\n  listen: 127.0.0.1:${routePorts[i]}\n  routes: [${routes}]\n}\n`,
+          config: `server_name: n${i}\n${extraConfig}${extraConfig && !extraConfig.endsWith("\n") ? "\n" : ""}cluster {\n  name: ${name}\n  listen: 127.0.0.1:${routePorts[i]}\n  routes: [${routes}]\n}\n`,
         }),
       );
     }

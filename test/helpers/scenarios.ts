@@ -41,6 +41,10 @@ export interface ScenarioReport {
    * hosts only came and went): ServiceNotFoundError and the like. Must be 0 in every scenario.
    */
   wrongAnswers: number;
+  /** When each call that failed was sent (epoch ms, sorted; the first 10,000 per client). */
+  errorTimes?: number[];
+  /** Figures particular to one drill (drills.ts). */
+  extra?: Record<string, number | string | boolean>;
 }
 
 export interface FloodCounts {
@@ -58,14 +62,14 @@ export interface FloodCounts {
 const WORKER = fileURLToPath(new URL("../fixtures/worker.ts", import.meta.url));
 const CLIENT = fileURLToPath(new URL("../fixtures/load-client.ts", import.meta.url));
 
-interface Proc {
+export interface Proc {
   child: ChildProcess;
   line(): Promise<string>;
   close(): Promise<void>;
 }
 
 /** `wrap` runs the process elsewhere, e.g. inside a network namespace (Netns.command). */
-function run(script: string, args: string[], wrap?: (argv: string[]) => [string, ...string[]], env?: NodeJS.ProcessEnv): Proc {
+export function run(script: string, args: string[], wrap?: (argv: string[]) => [string, ...string[]], env?: NodeJS.ProcessEnv): Proc {
   const argv = [process.execPath, "--import", "tsx", script, ...args];
   const [cmd, ...rest] = wrap ? wrap(argv) : (argv as [string, ...string[]]);
   const child = spawn(cmd, rest, { stdio: ["pipe", "pipe", "inherit"], env: env ? { ...process.env, ...env } : process.env });
@@ -95,30 +99,46 @@ async function firstSuccessAfter(probe: Awaited<ReturnType<typeof getServices>>,
   return Date.now() - since;
 }
 
-interface LoadOptions {
+export interface LoadOptions {
   /** For a server with a password: every process of the scenario connects as this user. */
   auth?: { user: string; pass: string };
   clients: number;
   lanes: number;
   loadMs: number;
   outageMs: number;
+  /** Deadline of each client call; default 1000. */
+  callTimeoutMs?: number;
+  /** How long clients retry retryable errors; 0: every error counts as a failure. Default 8000. */
+  retryBudgetMs?: number;
 }
 
 /** A host process of the service: the URLs it connects to, and optionally where it runs. */
 type HostAt = string[] | { urls: string[]; command(argv: string[]): [string, ...string[]] };
 
 /** What a fault may act on besides servers: the service's host processes, and starting more. */
-interface FaultContext {
+export interface FaultContext {
   namespace: string;
   hosts: Proc[];
   startHost(urls: string[]): Promise<Proc>;
+  /** Starts a process that belongs to the scenario (stopped at its end); resolves with its first line. */
+  start(script: string, args: string[]): Promise<{ proc: Proc; first: string }>;
+  /** The connection options every process of the scenario uses (credentials). */
+  env: NodeJS.ProcessEnv | undefined;
 }
 
-async function underLoad(
+export interface Fault {
+  prepare?(namespace: string): Promise<void>;
+  /** Starts the service's hosts instead of `host-pid` workers at hostUrls. */
+  startHosts?(ctx: FaultContext): Promise<void>;
+  kill(namespace: string, ctx: FaultContext): Promise<void>;
+  restore(ctx: FaultContext): Promise<void>;
+}
+
+export async function underLoad(
   scenario: string,
   hostUrls: HostAt[],
   clientUrls: string[],
-  fault: { prepare?(namespace: string): Promise<void>; kill(namespace: string, ctx: FaultContext): Promise<void>; restore(ctx: FaultContext): Promise<void> },
+  fault: Fault,
   o: LoadOptions,
   /** The URLs client process i is given (default: all); a cluster client learns the rest from the server. */
   clientUrlsOf: (i: number) => string[] = () => clientUrls,
@@ -130,6 +150,12 @@ async function underLoad(
   const ctx: FaultContext = {
     namespace,
     hosts,
+    env,
+    async start(script, args) {
+      const proc = run(script, args, undefined, env);
+      procs.push(proc);
+      return { proc, first: await proc.line() };
+    },
     async startHost(urls) {
       const h = run(WORKER, ["host-pid", JSON.stringify({ url: urls, namespace })], undefined, env);
       procs.push(h);
@@ -140,6 +166,7 @@ async function underLoad(
   };
   try {
     await fault.prepare?.(namespace);
+    await fault.startHosts?.(ctx);
     for (const at of hostUrls) {
       const h = Array.isArray(at)
         ? run(WORKER, ["host-pid", JSON.stringify({ url: at, namespace })], undefined, env)
@@ -152,7 +179,7 @@ async function underLoad(
     const registryBefore = await admin.list();
     const clients: Proc[] = [];
     for (let i = 0; i < o.clients; i++) {
-      const c = run(CLIENT, [JSON.stringify({ servers: clientUrlsOf(i), namespace, service: "pid", timeoutMs: 1_000, lanes: o.lanes, retryBudgetMs: 8_000 })], undefined, env);
+      const c = run(CLIENT, [JSON.stringify({ servers: clientUrlsOf(i), namespace, service: "pid", timeoutMs: o.callTimeoutMs ?? 1_000, lanes: o.lanes, retryBudgetMs: o.retryBudgetMs ?? 8_000 })], undefined, env);
       clients.push(c);
       procs.push(c);
       await c.line();
@@ -166,7 +193,7 @@ async function underLoad(
     const recoveryMs = await firstSuccessAfter(probe, "pid", back);
     await probe.close();
     await new Promise((r) => setTimeout(r, o.loadMs)); // steady load after recovery
-    const totals = { attempted: 0, succeeded: 0, failedTyped: 0, failedUntyped: 0, hung: 0, retries: 0, reconnects: 0, errors: {} as Record<string, number> };
+    const totals = { attempted: 0, succeeded: 0, failedTyped: 0, failedUntyped: 0, hung: 0, retries: 0, reconnects: 0, errors: {} as Record<string, number>, errorTimes: [] as number[] };
     await Promise.all(
       clients.map(async (c) => {
         const done = c.line();
@@ -174,6 +201,7 @@ async function underLoad(
         const r = JSON.parse(await done) as typeof totals;
         for (const k of ["attempted", "succeeded", "failedTyped", "failedUntyped", "hung", "retries", "reconnects"] as const) totals[k] += r[k];
         for (const [k, v] of Object.entries(r.errors)) totals.errors[k] = (totals.errors[k] ?? 0) + v;
+        totals.errorTimes.push(...(r.errorTimes ?? []));
       }),
     );
     let registryAfter: string[] = [];
@@ -182,6 +210,7 @@ async function underLoad(
     await until(async () => admin.reset().then(() => true, () => false), 15_000, "cleanup reset");
     await admin.close();
     const wrongAnswers = Object.entries(totals.errors).reduce((n, [code, count]) => n + (isRetryableCode(code) ? 0 : count), 0);
+    totals.errorTimes.sort((a, b) => a - b);
     return { scenario, ...totals, successRate: totals.succeeded / Math.max(1, totals.attempted), registryBefore, registryAfter, recoveryMs, wrongAnswers };
   } finally {
     await Promise.all(procs.map((p) => p.close()));
@@ -189,7 +218,7 @@ async function underLoad(
 }
 
 /** Whether errors with this code are retryable (the library's classes say; unknown codes are not). */
-function isRetryableCode(code: string): boolean {
+export function isRetryableCode(code: string): boolean {
   const cls = errorClassFor(code);
   return cls ? new cls("").retryable : false;
 }
@@ -273,7 +302,7 @@ async function streamLeader(url: string, stream: string): Promise<number> {
   }
 }
 
-async function killProc(p: Proc): Promise<void> {
+export async function killProc(p: Proc): Promise<void> {
   if (p.child.exitCode !== null || p.child.signalCode !== null) return;
   const exited = new Promise((r) => p.child.once("exit", r));
   p.child.kill("SIGKILL");

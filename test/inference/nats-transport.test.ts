@@ -55,10 +55,35 @@ describe("NatsTransport", function () {
     const a = await start(slow(10), transport(serverConn));
     const b = await start(slow(10), transport(serverConn));
     const client = transport(clientConn);
-    await Promise.all(Array.from({ length: 64 }, (_, i) => client.submit(obs(i))));
+    // Requests of one tick leave as one message (coalesced) to one server: 16 ticks of 4 are
+    // 16 messages, which the queue group spreads.
+    const calls: Promise<unknown>[] = [];
+    for (let wave = 0; wave < 16; wave++) {
+      for (let i = 0; i < 4; i++) calls.push(client.submit(obs(wave * 4 + i)));
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(calls);
     expect(a.stats().requests + b.stats().requests).to.equal(64);
     expect(a.stats().requests).to.be.above(0);
     expect(b.stats().requests).to.be.above(0);
+  });
+
+  it("coalesces a client's requests of one tick into one message and answers them in combined replies", async () => {
+    const server = await start(slow(20), transport(serverConn), { maxBatchSize: 64 });
+    const spy = await connect({ servers: testUrl() });
+    cleanup.push(() => spy.close());
+    const messages: number[] = [];
+    let combined = 0;
+    spy.subscribe(subjectsFor(ns).inference("policy"), { callback: (_e, m) => void messages.push(Number(m.headers?.get("Ab-Batch") || 1)) });
+    spy.subscribe("_INBOX.>", { callback: (_e, m) => void (m.subject.endsWith(".0") && combined++) });
+    await spy.flush();
+    const client = transport(clientConn);
+    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => client.submit(obs(i))));
+    expect(results.map((r) => (r.action as Float32Array)[0])).to.deep.equal(Array.from({ length: 32 }, (_, i) => 2 * i));
+    await until(() => messages.length > 0 && combined > 0);
+    expect(messages).to.deep.equal([32]);
+    // One message in, so the server's first batch held all 32 (nothing waited for a second).
+    expect(server.stats().batches).to.equal(1);
   });
 
   it("renews the lease of a call held longer than leaseMs, so a slow batch is not taken for a dead server", async () => {

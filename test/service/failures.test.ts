@@ -135,6 +135,9 @@ describe("services: replica failure, restart and retries", function () {
       const r = svc.status().replicas[0]!;
       expect(r.restarts).to.equal(2);
       expect(r.lastError).to.match(/restart failed/).and.match(/code 3/);
+      // Why it failed, for `actorbus status`: the budget is spent within its window.
+      expect(r.reason).to.match(/^crash loop: 2 restarts within 60 s \(maxRestarts 2/).and.match(/code 3/);
+      expect(svc.status().replicaStates).to.include({ failed: 1, healthy: 0 });
       const err = await settle(svc.ping());
       expect(err).to.be.instanceOf(ServiceUnavailableError);
       expect((err as Error).message).to.match(/failed/);

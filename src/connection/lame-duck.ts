@@ -1,0 +1,364 @@
+/**
+ * Moving a connection off a server that entered lame-duck mode, losing nothing.
+ *
+ * What nats-server does (`nats-server --signal ldm=<pid>`, measured on 2.9.10): it stops taking
+ * connections at once, tells every client with an INFO carrying `ldm` (nats.js: a status event of
+ * type "ldm"), waits `lame_duck_grace_period` (default 10 s), then closes its clients one after
+ * another over `lame_duck_duration` (default 2 min, 30 s at least), and exits. A client it
+ * closes reconnects elsewhere on its own, but what was in flight at that moment is lost: requests
+ * on their way to this client's subscriptions vanish (their callers wait for their deadlines),
+ * and the replies to this client's own requests find no subscription (its callers got
+ * ConnectionLostError). Under load that was every call in flight (issue 16, item 6).
+ *
+ * So within the grace period the connection moves itself, make-before-break:
+ * 1. A bridge connection to another server of the cluster subscribes everything this connection
+ *    serves (same subjects, same queue groups), and the move waits until the server we are
+ *    leaving sees that interest (a probe request through it gets an answer). Every subscription
+ *    here has a queue group (a private one when its owner gave none, see privateQueue), so while
+ *    both copies exist each message still reaches only one of them.
+ * 2. The old subscriptions go, and a flush makes sure every message the old server sent them has
+ *    been handled. From here on messages reach this process through the bridge.
+ * 3. New requests of this connection are held, and those in flight get their replies.
+ * 4. The connection reconnects (to another server: the one leaving refuses connections), takes
+ *    its subscriptions back, the held requests leave, and the bridge closes.
+ * Replies of calls that run through the move go out whenever they are ready. nats.js 3.4 drops
+ * what is published while it is disconnected (each dial resets its outbound buffer), so from the
+ * last flush before the reconnect until the reconnect, everything this connection publishes
+ * (replies included: Msg.respond goes straight to the protocol handler) is parked here and sent,
+ * in order, once connected again. Calls are never re-sent here: a request that could not get its
+ * reply within MOVE_BOUND_MS (a very long call) still fails with ConnectionLostError when the
+ * connection moves without it.
+ */
+import type { Msg, NatsConnection, Subscription as NatsSubscription, ConnectionOptions as NatsOptions } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
+import { CallTimeoutError } from "../errors/index.ts";
+import { privateQueue } from "../subjects/index.ts";
+import { connectNats } from "./nats-connect.ts";
+import { abortError, deliverGuarded, type Inbound, type RequestOptions, type SubscribeOptions, type Subscription } from "./transport.ts";
+
+/**
+ * Longest a move may take (holding requests included): well within nats-server's default grace
+ * period of 10 s, after which the server starts closing its clients itself.
+ */
+export const MOVE_BOUND_MS = 5_000;
+/** How long to wait for a server to see a subscription made on another one. */
+const INTEREST_BOUND_MS = 1_000;
+
+export interface MovableConnection {
+  /** transport.subscribe: a subscription that follows the connection when it moves. */
+  subscribe(subject: string, handler: (msg: Inbound) => void, opts?: SubscribeOptions): Subscription & { drain(): Promise<void> };
+  /** transport.request: held while a move waits for the replies of requests in flight. */
+  request(subject: string, data: Uint8Array, timeoutMs: number, options?: RequestOptions): Promise<Uint8Array>;
+  /** nats.js status events of the connection ("ldm" starts a move, "reconnect" ends its wait). */
+  status(s: { type: string; server?: string }): void;
+  /** Moves done (for tests and logs). */
+  readonly moves: number;
+  /** A move in progress, if any (resolves when it is over, moved or not). */
+  readonly moving: Promise<void> | undefined;
+  close(): void;
+}
+
+export interface MovableParams {
+  nc: NatsConnection;
+  /** The connection's request mux. */
+  send(subject: string, data: Uint8Array, timeoutMs: number, options?: RequestOptions): Promise<Uint8Array>;
+  /** Requests awaiting their replies. */
+  inFlight(): number;
+  /** A reply subject of this connection (for the interest probes). */
+  newInbox(): string;
+  /** Where a move that could not be completed is reported. */
+  warn(msg: string, fields: Record<string, unknown>): void;
+}
+
+/** One subscription as its owner sees it; the NATS subscriptions under it change when it moves. */
+interface Movable {
+  subject: string;
+  queue: string;
+  handler: (msg: Inbound) => void;
+  onError: SubscribeOptions["onError"];
+  main: NatsSubscription | undefined;
+  bridge: NatsSubscription | undefined;
+  closed: boolean;
+}
+
+interface Held {
+  subject: string;
+  data: Uint8Array;
+  deadline: number;
+  options: RequestOptions | undefined;
+  resolve(v: Uint8Array): void;
+  reject(e: unknown): void;
+  timer: NodeJS.Timeout;
+  onAbort?: () => void;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export function createMovableConnection(p: MovableParams): MovableConnection {
+  const { nc } = p;
+  const subs = new Set<Movable>();
+  let holding: Held[] | undefined;
+  let moving: Promise<void> | undefined;
+  let moves = 0;
+  let closed = false;
+  let bridge: NatsConnection | undefined;
+
+  const deliver = (m: Movable, msg: Inbound) => deliverGuarded(m.handler, msg, m.onError);
+
+  // Publishes parked while the connection reconnects (see the top of this file). The protocol
+  // handler's publish is wrapped only once a move begins: nothing changes on the normal path.
+  type Publish = (subject: string, data?: Uint8Array, options?: unknown) => void;
+  let parked: [string, Uint8Array | undefined, unknown][] | undefined;
+  let unparked: Publish | undefined;
+  const protocol = (nc as unknown as { protocol?: { publish: Publish } }).protocol;
+  const park = () => {
+    if (!protocol) return;
+    if (!unparked) {
+      const original = protocol.publish.bind(protocol);
+      unparked = original;
+      protocol.publish = (subject, data, options) => {
+        if (parked) parked.push([subject, data, options]);
+        else original(subject, data, options);
+      };
+    }
+    parked ??= [];
+  };
+  const unpark = () => {
+    const list = parked;
+    parked = undefined;
+    for (const [subject, data, options] of list ?? []) {
+      try {
+        unparked!(subject, data, options);
+      } catch {
+        // closed meanwhile: nothing left to deliver it
+      }
+    }
+  };
+  const listen = (on: NatsConnection, m: Movable, viaBridge: boolean): NatsSubscription =>
+    on.subscribe(m.subject, {
+      queue: m.queue,
+      callback: viaBridge
+        ? (err: Error | null, msg: Msg) => {
+            if (!err) deliver(m, bridged(msg));
+          }
+        : (err: Error | null, msg: Msg) => {
+            if (!err) deliver(m, msg as Inbound);
+          },
+    });
+  // A message that came through the bridge is answered on the main connection: the bridge
+  // closes when the move is over, perhaps before the call it delivered has finished.
+  const bridged = (msg: Msg): Inbound => ({
+    subject: msg.subject,
+    data: msg.data,
+    reply: msg.reply,
+    get headers() {
+      return msg.headers;
+    },
+    respond(data: Uint8Array) {
+      if (!msg.reply || nc.isClosed()) return false;
+      nc.publish(msg.reply, data);
+      return true;
+    },
+  });
+
+  const hold = (subject: string, data: Uint8Array, timeoutMs: number, options: RequestOptions | undefined): Promise<Uint8Array> =>
+    new Promise((resolve, reject) => {
+      const signal = options?.signal;
+      if (signal?.aborted) return reject(abortError(signal, subject));
+      const h: Held = {
+        subject,
+        data,
+        deadline: Date.now() + timeoutMs,
+        options,
+        resolve,
+        reject,
+        // Never sent: a timeout here is safe to retry.
+        timer: setTimeout(() => drop(h, new CallTimeoutError(`call to ${subject} timed out after ${timeoutMs} ms (held while the connection moved off a server in lame-duck mode; never sent)`, { details: { subject, timeoutMs } })), timeoutMs),
+      };
+      if (signal) {
+        h.onAbort = () => drop(h, abortError(signal, subject));
+        signal.addEventListener("abort", h.onAbort, { once: true });
+      }
+      holding!.push(h);
+    });
+  const drop = (h: Held, err: unknown) => {
+    const list = holding;
+    const at = list ? list.indexOf(h) : -1;
+    if (at >= 0) list!.splice(at, 1);
+    settleHeld(h);
+    h.reject(err);
+  };
+  const settleHeld = (h: Held) => {
+    clearTimeout(h.timer);
+    if (h.onAbort) h.options!.signal!.removeEventListener("abort", h.onAbort);
+  };
+  const release = () => {
+    const list = holding ?? [];
+    holding = undefined;
+    for (const h of list) {
+      settleHeld(h);
+      const left = h.deadline - Date.now();
+      if (left <= 0) h.reject(new CallTimeoutError(`call to ${h.subject} timed out while held (never sent)`, { details: { subject: h.subject } }));
+      else p.send(h.subject, h.data, left, h.options).then(h.resolve, h.reject);
+    }
+  };
+
+  /** Resolves once a request through `from` reaches a subscription made on `to` (the interest has spread). */
+  const interestSeen = async (from: NatsConnection, to: NatsConnection, end: number): Promise<boolean> => {
+    const probe = p.newInbox();
+    const sub = to.subscribe(probe, { callback: (_e, m) => void m.respond(new Uint8Array(0)) });
+    try {
+      await to.flush();
+      while (Date.now() < end) {
+        try {
+          await from.request(probe, new Uint8Array(0), { timeout: 200 });
+          return true;
+        } catch {
+          await sleep(5); // no responders yet: the subscription has not reached that server
+        }
+      }
+      return false;
+    } finally {
+      sub.unsubscribe();
+    }
+  };
+
+  const reconnectWaiters = new Set<() => void>();
+  const waitReconnect = (end: number) =>
+    new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        reconnectWaiters.delete(onReconnect);
+        resolve(ok);
+      };
+      const onReconnect = () => done(true);
+      const timer = setTimeout(() => done(false), Math.max(0, end - Date.now()));
+      reconnectWaiters.add(onReconnect);
+    });
+
+  /** The cluster's servers other than the one leaving, as nats.js knows them. */
+  const otherServers = (leaving: string): string[] => {
+    const strip = (u: string) => u.replace(/^[a-z]+:\/\//i, "");
+    const known = [...(nc.info?.connect_urls ?? []), ...toList((nc as unknown as { options?: NatsOptions }).options?.servers)];
+    return [...new Set(known.map(strip))].filter((hp) => hp !== strip(leaving));
+  };
+
+  const move = async (leaving: string) => {
+    const end = Date.now() + MOVE_BOUND_MS;
+    const targets = otherServers(leaving);
+    if (targets.length === 0) {
+      p.warn("server entered lame-duck mode and no other server is known: the connection moves when the server closes it", { server: leaving });
+      return;
+    }
+    const base = (nc as unknown as { options?: NatsOptions }).options ?? {};
+    try {
+      bridge = await connectNats({ ...base, servers: targets, reconnect: false, name: `${base.name ?? "actorbus"} (lame-duck move)`, timeout: 2_000 });
+    } catch (err) {
+      p.warn("lame-duck move: no other server took a bridge connection; moving without one", { server: leaving, reason: String((err as Error)?.message ?? err) });
+    }
+    const b = bridge;
+    // 1. Make: everything served here is served through the bridge too.
+    if (b) {
+      for (const m of subs) m.bridge = listen(b, m, true);
+      if (!(await interestSeen(nc, b, Math.min(end, Date.now() + INTEREST_BOUND_MS)))) {
+        p.warn("lame-duck move: the leaving server did not see the bridge's subscriptions in time", { server: leaving });
+      }
+    }
+    // 2. Break: the old subscriptions go. Drained, not unsubscribed: nats.js drops what arrives
+    //    for a subscription it has forgotten, and the old server may have sent more before it saw
+    //    the UNSUB (measured: about one message per lane of calls in flight, without this).
+    await Promise.all(
+      [...subs].map((m) => {
+        const old = m.main;
+        m.main = undefined;
+        return old?.drain().catch(() => {});
+      }),
+    );
+    await nc.flush().catch(() => {});
+    // 3. Hold new requests; those in flight get their replies here.
+    holding ??= [];
+    while (p.inFlight() > 0 && Date.now() < end) await sleep(2);
+    // 4. Move (publishing parked from the last flush on), take the subscriptions back, let the
+    //    parked messages and the held requests go.
+    park();
+    await nc.flush().catch(() => {});
+    const reconnected = waitReconnect(end + MOVE_BOUND_MS);
+    await nc.reconnect().catch(() => {});
+    const ok = await reconnected;
+    unpark();
+    if (!ok) p.warn("lame-duck move: no reconnect in time; the connection keeps trying", { server: leaving });
+    for (const m of subs) if (!m.closed && !m.main) m.main = listen(nc, m, false);
+    await nc.flush().catch(() => {});
+    release();
+    if (b && !b.isClosed()) {
+      if (!(await interestSeen(b, nc, Date.now() + INTEREST_BOUND_MS))) {
+        p.warn("lame-duck move: the new server's subscriptions were not seen in time", { server: leaving });
+      }
+      // Drained too, for the same reason; its connection closes once they are.
+      for (const m of subs) m.bridge = undefined;
+      await b.drain().catch(() => {});
+    }
+    bridge = undefined;
+    moves++;
+  };
+
+  return {
+    subscribe(subject, handler, opts) {
+      const m: Movable = { subject, queue: opts?.queue ?? privateQueue(nuid.next()), handler, onError: opts?.onError, main: undefined, bridge: undefined, closed: false };
+      m.main = listen(nc, m, false);
+      if (bridge && !bridge.isClosed()) m.bridge = listen(bridge, m, true);
+      subs.add(m);
+      const unsubscribe = () => {
+        if (m.closed) return;
+        m.closed = true;
+        subs.delete(m);
+        m.main?.unsubscribe();
+        m.bridge?.unsubscribe();
+      };
+      return {
+        unsubscribe,
+        // Messages the server already sent are still handled (nats.js drain), then it is gone.
+        async drain() {
+          if (m.closed) return;
+          m.closed = true;
+          subs.delete(m);
+          m.bridge?.unsubscribe();
+          await m.main?.drain().catch(() => {});
+        },
+      };
+    },
+    request(subject, data, timeoutMs, options) {
+      return holding === undefined ? p.send(subject, data, timeoutMs, options) : hold(subject, data, timeoutMs, options);
+    },
+    status(st) {
+      if (st.type === "reconnect") for (const w of [...reconnectWaiters]) w();
+      if (st.type !== "ldm") return;
+      const server = st.server ?? nc.getServer();
+      if (moving || closed) return;
+      moving = move(server)
+        .catch((err: unknown) => p.warn("lame-duck move failed", { server, reason: String((err as Error)?.message ?? err) }))
+        .finally(() => {
+          unpark();
+          release();
+          moving = undefined;
+        });
+    },
+    get moves() {
+      return moves;
+    },
+    get moving() {
+      return moving;
+    },
+    close() {
+      closed = true;
+      unpark();
+      release();
+      void bridge?.close().catch(() => {});
+      bridge = undefined;
+    },
+  };
+}
+
+function toList(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
