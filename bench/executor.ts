@@ -1,9 +1,11 @@
 /**
  * Python executor benchmark (issues 4 and 15), each figure with its baseline from the same run:
  *   1. latency of trivial code: through the shared service (registry on NATS) and through a local
- *      persistent process, in interleaved rounds (each round runs every system in turn, in a
- *      rotating order; figures are medians over rounds), with a plain actorbus call of the same
- *      payload as reference; the service/local ratio (issue 15 target: <= 3x). Then vs a fresh
+ *      persistent process, with a plain actorbus call of the same payload as reference, in
+ *      interleaved rounds, two ways: back to back (each system runs a block of calls in turn:
+ *      the local interpreter never idles, its best case) and call by call (one call of each in
+ *      turn: every interpreter idles between its calls, as in an agent loop); figures are medians
+ *      over rounds; the service/local ratio (issue 15 target: <= 3x). Then vs a fresh
  *      `python3 -c` per call (TorchRL's temporary mode, no sandbox) and vs our sandboxed
  *      temporary mode; the speedup ratios (issue 4 target >= 50x).
  *   2. 128 concurrent sessions, each running its own stateful code, on pools of 8 and 32:
@@ -38,27 +40,35 @@ class Echo {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
- * Every system runs CALLS_PER_ROUND sequential calls per round, in a rotating order, so that
- * load from other processes (2 shared cores) falls on all of them alike. Per system: the median
- * of its per-round p50s (and p99 over all samples); ratios are taken within each round, then
- * their median.
+ * ROUNDS rounds of CALLS_PER_ROUND sequential calls per system, so that load from other
+ * processes (2 shared cores) falls on all of them alike. "blocks": each system runs its calls
+ * back to back, the systems in a rotating order; "calls": one call of each system in turn. Per
+ * system: the median of its per-round p50s (and p99 over all samples); ratios are taken within
+ * each round, then their median.
  */
-async function interleavedRounds<K extends string>(systems: Record<K, () => Promise<unknown>>) {
+async function interleavedRounds<K extends string>(mode: "blocks" | "calls", systems: Record<K, () => Promise<unknown>>) {
   const names = Object.keys(systems) as K[];
   for (const k of names) for (let i = 0; i < 500; i++) await systems[k](); // JIT, connections, warm interpreters
   const p50s = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   const all = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+  const timed = async (k: K, into: number[]) => {
+    const t = performance.now();
+    await systems[k]();
+    into.push(performance.now() - t);
+  };
   for (let r = 0; r < ROUNDS; r++) {
-    for (let j = 0; j < names.length; j++) {
-      const k = names[(r + j) % names.length]!;
-      const lat: number[] = [];
-      for (let i = 0; i < CALLS_PER_ROUND; i++) {
-        const t = performance.now();
-        await systems[k]();
-        lat.push(performance.now() - t);
+    const lat = Object.fromEntries(names.map((k) => [k, [] as number[]])) as Record<K, number[]>;
+    if (mode === "blocks") {
+      for (let j = 0; j < names.length; j++) {
+        const k = names[(r + j) % names.length]!;
+        for (let i = 0; i < CALLS_PER_ROUND; i++) await timed(k, lat[k]);
       }
-      p50s[k].push(summarize(lat).p50Ms);
-      all[k].push(...lat);
+    } else {
+      for (let i = 0; i < CALLS_PER_ROUND; i++) for (const k of names) await timed(k, lat[k]);
+    }
+    for (const k of names) {
+      p50s[k].push(summarize(lat[k]).p50Ms);
+      all[k].push(...lat[k]);
     }
   }
   const figures = Object.fromEntries(names.map((k) => [k, { p50Ms: round(median(p50s[k]), 4), p99Ms: summarize(all[k]).p99Ms, roundP50sMs: p50s[k] }])) as Record<
@@ -67,6 +77,19 @@ async function interleavedRounds<K extends string>(systems: Record<K, () => Prom
   >;
   const ratioOf = (a: K, b: K) => round(median(p50s[a].map((x, i) => x / p50s[b][i]!)), 3);
   return { figures, ratioOf };
+}
+
+/** One mode's figures with the service/local ratios and the issue-15 verdict. */
+function againstLocal({ figures: f, ratioOf }: Awaited<ReturnType<typeof interleavedRounds<"local" | "service" | "serviceSession" | "plainCall">>>) {
+  const serviceVsLocal = ratioOf("service", "local");
+  return {
+    ...f,
+    serviceVsLocal,
+    serviceWithSessionVsLocal: ratioOf("serviceSession", "local"),
+    targetMet: serviceVsLocal <= SERVICE_VS_LOCAL_TARGET,
+    // What the service costs beyond a plain call plus the local execution.
+    serviceOverPlainCallPlusLocalMs: round(f.service.p50Ms - f.plainCall.p50Ms - f.local.p50Ms, 4),
+  };
 }
 
 async function latency(n: number, call: () => Promise<unknown>, warmup = 20) {
@@ -108,20 +131,22 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
     // The baseline runs the very interpreter the pool runs (the sandbox may pick another than PATH's).
     const python = (await shared.ready()).sandbox.python;
     const local = new PythonInterpreter({ services: null, persistent: true });
-    const { figures: lat, ratioOf } = await interleavedRounds({
+    const systems = {
       local: () => local.execute(TRIVIAL, { sessionId: "lat" }),
       service: () => shared.execute(TRIVIAL),
       serviceSession: () => shared.execute(TRIVIAL, { sessionId: "lat" }),
       plainCall: () => echo.echo(TRIVIAL),
-    });
+    };
+    const modes = { backToBack: await interleavedRounds("blocks", systems), interleavedCalls: await interleavedRounds("calls", systems) };
     await local.close();
     await services.remove("python_executor");
     await services.remove("echo");
+    const vsLocal = { backToBack: againstLocal(modes.backToBack), interleavedCalls: againstLocal(modes.interleavedCalls) };
+    // The issue-4 figures below keep their meaning: each system on its own, calls back to back.
+    const lat = modes.backToBack.figures;
     const sharedLat = lat.service;
     const sharedSession = lat.serviceSession;
     const localLat = lat.local;
-    const serviceVsLocal = ratioOf("service", "local");
-    const sessionVsLocal = ratioOf("serviceSession", "local");
 
     // Two baselines: the `python3` a user's PATH gives (what TorchRL's temporary mode runs, via
     // sys.executable), and the very binary the pool runs (a fair per-process start-up cost).
@@ -137,16 +162,15 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
       python,
       rounds: ROUNDS,
       callsPerRound: CALLS_PER_ROUND,
+      target: `service over NATS p50 <= ${SERVICE_VS_LOCAL_TARGET}x local persistent interpreter p50 (issue 15)`,
+      targetMet: { backToBack: vsLocal.backToBack.targetMet, interleavedCalls: vsLocal.interleavedCalls.targetMet },
+      serviceVsLocal: { backToBack: vsLocal.backToBack.serviceVsLocal, interleavedCalls: vsLocal.interleavedCalls.serviceVsLocal },
+      backToBack: vsLocal.backToBack,
+      interleavedCalls: vsLocal.interleavedCalls,
+      // Back to back, as the issue-4 figures always were:
       sharedServiceNats: sharedLat,
       sharedServiceNatsWithSession: sharedSession,
       localPersistent: localLat,
-      plainActorbusCall: lat.plainCall,
-      serviceVsLocal,
-      serviceWithSessionVsLocal: sessionVsLocal,
-      target: `service p50 <= ${SERVICE_VS_LOCAL_TARGET}x local persistent p50 (issue 15)`,
-      targetMet: serviceVsLocal <= SERVICE_VS_LOCAL_TARGET,
-      // What the service costs beyond a plain call plus the local execution (medians of rounds).
-      serviceOverPlainCallPlusLocalMs: round(sharedLat.p50Ms - lat.plainCall.p50Ms - localLat.p50Ms, 4),
       pathPython3: pathPython,
       freshPathPython3PerCall: freshPathLat,
       freshSameInterpreterPerCall: freshLat,
@@ -156,14 +180,21 @@ export async function benchExecutor(): Promise<Record<string, unknown>> {
       speedupSharedVsFreshSameInterpreter: ratio(freshLat.p50Ms, sharedLat.p50Ms),
       speedupLocalVsFreshSameInterpreter: ratio(freshLat.p50Ms, localLat.p50Ms),
     };
-    printTable(`executor: latency of trivial code (p50, median of ${ROUNDS} interleaved rounds of ${CALLS_PER_ROUND})`, [
-      ["shared service over NATS", `${sharedLat.p50Ms} ms (p99 ${sharedLat.p99Ms})`],
-      ["  same, with a sessionId", `${sharedSession.p50Ms} ms (p99 ${sharedSession.p99Ms})`],
-      ["local persistent process", `${localLat.p50Ms} ms (p99 ${localLat.p99Ms})`],
-      ["plain actorbus call, same payload (reference)", `${lat.plainCall.p50Ms} ms (p99 ${lat.plainCall.p99Ms})`],
-      ["service / local", `${serviceVsLocal}x (target <= ${SERVICE_VS_LOCAL_TARGET}x: ${serviceVsLocal <= SERVICE_VS_LOCAL_TARGET ? "met" : "NOT met"})`],
-      ["service with sessionId / local", `${sessionVsLocal}x`],
-      ["service - plain call - local", `${round(sharedLat.p50Ms - lat.plainCall.p50Ms - localLat.p50Ms, 4)} ms`],
+    const verdict = (x: number) => `${x}x (target <= ${SERVICE_VS_LOCAL_TARGET}x: ${x <= SERVICE_VS_LOCAL_TARGET ? "met" : "NOT met"})`;
+    const rows = (m: (typeof vsLocal)["backToBack"]): [string, string][] => [
+      ["  shared service over NATS", `${m.service.p50Ms} ms (p99 ${m.service.p99Ms})`],
+      ["    same, with a sessionId", `${m.serviceSession.p50Ms} ms (p99 ${m.serviceSession.p99Ms})`],
+      ["  local persistent process", `${m.local.p50Ms} ms (p99 ${m.local.p99Ms})`],
+      ["  plain actorbus call, same payload", `${m.plainCall.p50Ms} ms (p99 ${m.plainCall.p99Ms})`],
+      ["  service / local", verdict(m.serviceVsLocal)],
+      ["  service with sessionId / local", `${m.serviceWithSessionVsLocal}x`],
+      ["  service - plain call - local", `${m.serviceOverPlainCallPlusLocalMs} ms`],
+    ];
+    printTable(`executor: latency of trivial code (p50, median of ${ROUNDS} interleaved rounds of ${CALLS_PER_ROUND} calls)`, [
+      ["back to back (blocks of calls per system in turn)", ""],
+      ...rows(vsLocal.backToBack),
+      ["call by call (one call of each system in turn)", ""],
+      ...rows(vsLocal.interleavedCalls),
       [`fresh python3 -c per call (PATH: ${pathPython})`, `${freshPathLat.p50Ms} ms`],
       [`fresh ${python} -c per call (the pool's binary)`, `${freshLat.p50Ms} ms`],
       ["sandboxed temporary process per call", `${tempLat.p50Ms} ms`],

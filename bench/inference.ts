@@ -9,6 +9,9 @@
  *   4. (issue 14) the setup of 1 with a weight update every 100 batches (weightSync: new MLP
  *      weights copied in between batches, version bumped) vs no updates: requests/s ratio, from
  *      alternating phases of one run.
+ *   5. (issue 15) the same 64 clients against a model of exactly 1 ms per batch: requests/s as
+ *      a fraction of the ideal 64 / 1 ms, mean batch size, and the raw nats.js floor of that
+ *      loop (bench/inference-ideal.ts).
  *
  * This file is also its own child process: `node --import tsx bench/inference.ts <mode> ...`.
  */
@@ -18,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { connectBus, startNatsServer } from "../src/connection/index.ts";
 import { InferenceServer, InProcessTransport, NatsTransport, type TensorBatch, type TensorRecord } from "../src/inference/index.ts";
 import type { WeightSyncReceiver } from "../src/inference/weights.ts";
+import { benchIdealRate } from "./inference-ideal.ts";
 import { pipelined, printTable, ratio, round, sequential, startChild, summarize } from "./lib.ts";
 
 const SELF = fileURLToPath(import.meta.url);
@@ -179,6 +183,9 @@ export async function benchInference(): Promise<Record<string, unknown>> {
     const batchesPerUpdate = round(updatePhases.reduce((a, p) => a + p.batches, 0) / Math.max(1, updatesDone), 1);
     const weightRatio = ratio(rate(true), rate(false));
     await Promise.all(procs.map((p) => p.stop()));
+
+    // ---- 5. fraction of the ideal rate, 1 ms fixed model cost (its own client processes) ----
+    const idealRate = await benchIdealRate(nats.url, conn);
     const speedup = ratio(batch64.requestsPerSecond, batch1.requestsPerSecond);
     printTable(`inference: ${CLIENT_PROCS * CLIENTS_PER_PROC} clients in ${CLIENT_PROCS} processes over NATS; policy = 1 ms awaited + MLP ${OBS}->${HIDDEN}->${ACT}`, [
       ["maxBatchSize 64", `${batch64.requestsPerSecond} req/s, p50 ${batch64.p50Ms} ms, p99 ${batch64.p99Ms} ms, mean batch ${batch64.meanBatchSize}, model p50 ${batch64.p50ModelMs} ms`],
@@ -250,6 +257,7 @@ export async function benchInference(): Promise<Record<string, unknown>> {
       clients: CLIENT_PROCS * CLIENTS_PER_PROC,
       clientProcesses: CLIENT_PROCS,
       batching: { maxBatchSize64: batch64, maxBatchSize1: batch1, speedup },
+      idealRate,
       weightUpdates: {
         updateEveryBatches: UPDATE_EVERY_BATCHES,
         noUpdatesRequestsPerSecond: rate(false),

@@ -64,6 +64,7 @@ export type { WireError } from "./errors/index.ts";
 
 // Services: ForgeActor-style actors with replicas across hosts
 export { Actor, SessionLostError, sessionInfo, collectStatus, formatStatus, liveAgents } from "./service/index.ts";
+export type { OutlierEjectionOptions } from "./service/index.ts";
 export type { ConfiguredActor, ServiceOptions, ServiceProxy, Endpoint, SessionHandle, SessionOptions, ServiceReport, ReplicaReport, LaunchContext, ReplicaRef, NamespaceStatus } from "./service/index.ts";
 export { RouterError, ROUTERS } from "./service/index.ts";
 export { RollingUpdateError, VersionUnavailableError, rolling } from "./service/index.ts";

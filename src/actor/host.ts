@@ -16,7 +16,7 @@ import { createStatsRecorder, type ActorStats } from "./stats.ts";
 
 /**
  * One instance of a service served over the bus: a queue-group subscriber on the service's call
- * subject, with a p-queue capping concurrency and a bounded backlog. Several hosts of one service
+ * subject, with a run queue capping concurrency and a bounded backlog. Several hosts of one service
  * (in any process) share its calls through the queue group.
  */
 export interface ActorHost {

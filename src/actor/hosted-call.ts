@@ -12,6 +12,8 @@ export class HostedCall implements CallContext {
   /** Cancelled before it ran: the queue skips it. */
   cancelled = false;
   started = false;
+  /** The timeout its deadline was watched with once its signal was made (0: not watched). */
+  watchedMs = 0;
   private controller: AbortController | undefined;
   private abortReason: Error | undefined;
   /** Set by the host when the signal exists: the deadline then aborts it too. */

@@ -60,7 +60,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
   const { conn, subjects, name, options, stats, relay, send, calls } = p;
   const { codec, transport } = conn;
   const live = new Map<string, HostedCall>(); // by call id
-  // Queued calls cancelled before they ran still sit in p-queue until it reaches them; they do
+  // Queued calls cancelled before they ran still sit in the run queue until it reaches them; they do
   // not count against maxPending.
   let cancelledQueued = 0;
   let failing = false;
@@ -74,7 +74,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
   const watchDeadline = (c: HostedCall) => {
     const left = c.deadline - Date.now();
     if (left <= 0) c.abort(new CallTimeoutError(`the call to ${name}.${c.method} passed its deadline`, { details: { service: name, method: c.method } }));
-    else running.add(c, left);
+    else running.add(c, (c.watchedMs = left));
   };
 
   // nats.js writes to the socket one microtask after the first message it is given. Replies of
@@ -106,7 +106,8 @@ export function createMailbox(p: MailboxParams): Mailbox {
   const settle = (job: HostedCall) => {
     job.settled = true;
     if (live.get(job.callId) === job) live.delete(job.callId);
-    if (job.signalled) running.delete(job, Math.max(1, job.deadline - Date.now()));
+    // Deadlines are kept by the timeout they were added with: the same value finds the entry.
+    if (job.watchedMs > 0) running.delete(job, job.watchedMs);
   };
 
   const streams = new Map<string, HostStream>();

@@ -5,7 +5,7 @@ import { connectionFrom, parse } from "./args.ts";
 export const STATUS_USAGE = `usage: actorbus status [--namespace N] [--servers URL] [--json]
 
 Every service of the namespace with its replicas (hosts, pids, state, version, in-flight
-calls, calls, errors, p50/p99 latency, restarts), and the namespace's host agents with their
+calls, calls, errors, p50/p99 latency, restarts, and why a replica is failed or ejected), and the namespace's host agents with their
 capacity.`;
 
 /** `actorbus status`: one table of services and replicas, one of agents. */

@@ -43,8 +43,13 @@ function tooLarge(w: Walk, what: string, more: number): never {
   );
 }
 
-function add(w: Walk, bytes: number, what: () => string): void {
-  if (w.used + bytes > w.limit) tooLarge(w, what(), bytes);
+/**
+ * Counts `bytes` more. `what` names the value if that passes the limit, with "#" standing for
+ * `n`: a template rather than a closure, as this runs for every value of every message sent and
+ * a closure per value would be garbage made on the hot path for an error almost never raised.
+ */
+function add(w: Walk, bytes: number, what: string, n = 0): void {
+  if (w.used + bytes > w.limit) tooLarge(w, what.replace("#", String(n)), bytes);
   w.used += bytes;
 }
 
@@ -62,10 +67,10 @@ function visit(v: unknown, level: number, w: Walk): void {
       return;
     case "string":
       // UTF-8 never takes fewer bytes than UTF-16 code units: the length is a lower bound.
-      add(w, 1 + v.length, () => `a string of ${v.length} characters`);
+      add(w, 1 + v.length, "a string of # characters", v.length);
       return;
     case "bigint":
-      add(w, 3, () => "a BigInt");
+      add(w, 3, "a BigInt");
       return;
     case "function":
       throw new CodecError(`functions cannot be sent to or from an actor (found ${describeFunction(v)}); send plain data`);
@@ -79,11 +84,13 @@ function visit(v: unknown, level: number, w: Walk): void {
   }
   const obj = v as object;
   if (ArrayBuffer.isView(obj)) {
-    add(w, 3 + obj.byteLength, () => `a ${obj.constructor?.name ?? "binary view"} of ${obj.byteLength} bytes`);
+    const size = 3 + obj.byteLength;
+    if (w.used + size > w.limit) tooLarge(w, `a ${obj.constructor?.name ?? "binary view"} of ${obj.byteLength} bytes`, size);
+    w.used += size;
     return;
   }
   if (obj instanceof Date) {
-    add(w, 6, () => "a Date");
+    add(w, 6, "a Date");
     return;
   }
   if (level >= MAX_LEVELS + 1) tooDeep(w, obj);
@@ -92,23 +99,23 @@ function visit(v: unknown, level: number, w: Walk): void {
   if (Array.isArray(obj)) {
     const n = obj.length;
     // Holes and undefined encode as nil: one byte each, so the length alone bounds the work.
-    add(w, 1 + n, () => `an array of length ${n}`);
+    add(w, 1 + n, "an array of length #", n);
     w.used -= n; // counted again, exactly, as each element is visited
     for (let i = 0; i < n; i++) visit(obj[i], inner, w);
   } else if (obj instanceof Map) {
-    add(w, 3 + 2 * obj.size, () => `a Map of ${obj.size} entries`);
+    add(w, 3 + 2 * obj.size, "a Map of # entries", obj.size);
     w.used -= 2 * obj.size;
     for (const [k, x] of obj) {
       visit(k, inner, w);
       visit(x, inner, w);
     }
   } else if (obj instanceof Set) {
-    add(w, 3 + obj.size, () => `a Set of ${obj.size} entries`);
+    add(w, 3 + obj.size, "a Set of # entries", obj.size);
     w.used -= obj.size;
     for (const x of obj) visit(x, inner, w);
   } else if (isErrorValue(obj)) {
     const parts = errorParts(obj);
-    add(w, 8, () => "an Error");
+    add(w, 8, "an Error");
     visit(parts.name, inner, w);
     visit(parts.message, inner, w);
     if (parts.stack !== undefined) visit(parts.stack, inner, w);
@@ -116,7 +123,7 @@ function visit(v: unknown, level: number, w: Walk): void {
     if (parts.errors !== undefined) visit(parts.errors, inner, w);
     visitFields(parts.fields, inner, w);
   } else {
-    add(w, 1, () => "an object");
+    add(w, 1, "an object");
     visitFields(obj as Record<string, unknown>, inner, w);
   }
   w.path.pop();
@@ -125,7 +132,7 @@ function visit(v: unknown, level: number, w: Walk): void {
 function visitFields(obj: Record<string, unknown>, inner: number, w: Walk): void {
   const keys = Object.keys(obj);
   // Each field is at least its key's characters plus a header and a one-byte value.
-  add(w, 2 * keys.length, () => `an object with ${keys.length} fields`);
+  add(w, 2 * keys.length, "an object with # fields", keys.length);
   w.used -= 2 * keys.length;
   for (const k of keys) {
     const x = obj[k];

@@ -2,7 +2,7 @@ import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { CodecError } from "../errors/index.ts";
 import { checkEncodable, DEFAULT_MAX_PAYLOAD, MAX_LEVELS } from "./bounds.ts";
 import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
-import { decodeTypedArray, encodeTypedArray } from "./typed-arrays.ts";
+import { decodeTypedArray, typedArrayEncoder } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
@@ -49,7 +49,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
   // so their payloads get fresh encoders; the outer pair is reused, as its buffers are.
   const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH }).encode(v);
   const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
-  ext.register({ type: EXT_TYPED_ARRAY, encode: encodeTypedArray, decode: decodeTypedArray });
+  ext.register({ type: EXT_TYPED_ARRAY, encode: typedArrayEncoder(), decode: decodeTypedArray });
   ext.register({
     type: EXT_MAP,
     encode: (v) => (v instanceof Map ? encodeNested([...v]) : null),

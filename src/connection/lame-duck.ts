@@ -16,25 +16,30 @@
  *    leaving sees that interest (a probe request through it gets an answer). Every subscription
  *    here has a queue group (a private one when its owner gave none, see privateQueue), so while
  *    both copies exist each message still reaches only one of them.
- * 2. The old subscriptions go, and a flush makes sure every message the old server sent them has
- *    been handled. From here on messages reach this process through the bridge.
- * 3. New requests of this connection are held, and those in flight get their replies.
+ * 2. The old subscriptions are drained: every message the old server sent them is handled.
+ *    From here on messages reach this process through the bridge.
+ * 3. New requests of this connection go through the bridge (or, without one, are held), and
+ *    those in flight get their replies.
  * 4. The connection reconnects (to another server: the one leaving refuses connections), takes
- *    its subscriptions back, the held requests leave, and the bridge closes.
+ *    its subscriptions back, requests go through it again (the held ones leave), and the bridge
+ *    closes once the requests sent through it have their replies.
  * Replies of calls that run through the move go out whenever they are ready. nats.js 3.4 drops
  * what is published while it is disconnected (each dial resets its outbound buffer), so from the
  * last flush before the reconnect until the reconnect, everything this connection publishes
  * (replies included: Msg.respond goes straight to the protocol handler) is parked here and sent,
  * in order, once connected again. Calls are never re-sent here: a request that could not get its
  * reply within MOVE_BOUND_MS (a very long call) still fails with ConnectionLostError when the
- * connection moves without it.
+ * connection moves without it. Several wrappers of one nats.js connection move together: it
+ * reconnects once, when each of them has let its requests in flight finish.
  */
 import type { Msg, NatsConnection, Subscription as NatsSubscription, ConnectionOptions as NatsOptions } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
-import { CallTimeoutError } from "../errors/index.ts";
 import { privateQueue } from "../subjects/index.ts";
 import { connectNats } from "./nats-connect.ts";
-import { abortError, deliverGuarded, type Inbound, type RequestOptions, type SubscribeOptions, type Subscription } from "./transport.ts";
+import { bridgeRequests } from "./bridge-requests.ts";
+import { createRequestHold } from "./held-requests.ts";
+import { park, sharedOf, unpark, type Shared } from "./parked-publishes.ts";
+import { deliverGuarded, type Inbound, type RequestOptions, type SubscribeOptions, type Subscription } from "./transport.ts";
 
 /**
  * Longest a move may take (holding requests included): well within nats-server's default grace
@@ -81,23 +86,14 @@ interface Movable {
   closed: boolean;
 }
 
-interface Held {
-  subject: string;
-  data: Uint8Array;
-  deadline: number;
-  options: RequestOptions | undefined;
-  resolve(v: Uint8Array): void;
-  reject(e: unknown): void;
-  timer: NodeJS.Timeout;
-  onAbort?: () => void;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export function createMovableConnection(p: MovableParams): MovableConnection {
   const { nc } = p;
+  const shared = sharedOf(nc);
+  shared.wrappers++;
   const subs = new Set<Movable>();
-  let holding: Held[] | undefined;
+  const held = createRequestHold(p.send);
   let moving: Promise<void> | undefined;
   let moves = 0;
   let closed = false;
@@ -105,35 +101,6 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
 
   const deliver = (m: Movable, msg: Inbound) => deliverGuarded(m.handler, msg, m.onError);
 
-  // Publishes parked while the connection reconnects (see the top of this file). The protocol
-  // handler's publish is wrapped only once a move begins: nothing changes on the normal path.
-  type Publish = (subject: string, data?: Uint8Array, options?: unknown) => void;
-  let parked: [string, Uint8Array | undefined, unknown][] | undefined;
-  let unparked: Publish | undefined;
-  const protocol = (nc as unknown as { protocol?: { publish: Publish } }).protocol;
-  const park = () => {
-    if (!protocol) return;
-    if (!unparked) {
-      const original = protocol.publish.bind(protocol);
-      unparked = original;
-      protocol.publish = (subject, data, options) => {
-        if (parked) parked.push([subject, data, options]);
-        else original(subject, data, options);
-      };
-    }
-    parked ??= [];
-  };
-  const unpark = () => {
-    const list = parked;
-    parked = undefined;
-    for (const [subject, data, options] of list ?? []) {
-      try {
-        unparked!(subject, data, options);
-      } catch {
-        // closed meanwhile: nothing left to deliver it
-      }
-    }
-  };
   const listen = (on: NatsConnection, m: Movable, viaBridge: boolean): NatsSubscription =>
     on.subscribe(m.subject, {
       queue: m.queue,
@@ -160,48 +127,6 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       return true;
     },
   });
-
-  const hold = (subject: string, data: Uint8Array, timeoutMs: number, options: RequestOptions | undefined): Promise<Uint8Array> =>
-    new Promise((resolve, reject) => {
-      const signal = options?.signal;
-      if (signal?.aborted) return reject(abortError(signal, subject));
-      const h: Held = {
-        subject,
-        data,
-        deadline: Date.now() + timeoutMs,
-        options,
-        resolve,
-        reject,
-        // Never sent: a timeout here is safe to retry.
-        timer: setTimeout(() => drop(h, new CallTimeoutError(`call to ${subject} timed out after ${timeoutMs} ms (held while the connection moved off a server in lame-duck mode; never sent)`, { details: { subject, timeoutMs } })), timeoutMs),
-      };
-      if (signal) {
-        h.onAbort = () => drop(h, abortError(signal, subject));
-        signal.addEventListener("abort", h.onAbort, { once: true });
-      }
-      holding!.push(h);
-    });
-  const drop = (h: Held, err: unknown) => {
-    const list = holding;
-    const at = list ? list.indexOf(h) : -1;
-    if (at >= 0) list!.splice(at, 1);
-    settleHeld(h);
-    h.reject(err);
-  };
-  const settleHeld = (h: Held) => {
-    clearTimeout(h.timer);
-    if (h.onAbort) h.options!.signal!.removeEventListener("abort", h.onAbort);
-  };
-  const release = () => {
-    const list = holding ?? [];
-    holding = undefined;
-    for (const h of list) {
-      settleHeld(h);
-      const left = h.deadline - Date.now();
-      if (left <= 0) h.reject(new CallTimeoutError(`call to ${h.subject} timed out while held (never sent)`, { details: { subject: h.subject } }));
-      else p.send(h.subject, h.data, left, h.options).then(h.resolve, h.reject);
-    }
-  };
 
   /** Resolves once a request through `from` reaches a subscription made on `to` (the interest has spread). */
   const interestSeen = async (from: NatsConnection, to: NatsConnection, end: number): Promise<boolean> => {
@@ -235,6 +160,35 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       const timer = setTimeout(() => done(false), Math.max(0, end - Date.now()));
       reconnectWaiters.add(onReconnect);
     });
+
+  /**
+   * Parks publishing, reconnects and unparks: once for all the wrappers of the connection, when
+   * the last has arrived here (or at `end`).
+   */
+  const reconnectTogether = (end: number): Promise<boolean> => {
+    let mv = shared.move;
+    if (!mv) {
+      let go!: () => void;
+      const ready = new Promise<void>((r) => (go = r));
+      const made: NonNullable<Shared["move"]> = { expected: shared.wrappers, arrived: 0, go, reconnected: Promise.resolve(false) };
+      made.reconnected = (async () => {
+        await Promise.race([ready, sleep(Math.max(0, end - Date.now()))]);
+        park(nc, shared);
+        try {
+          await nc.flush().catch(() => {});
+          const reconnected = waitReconnect(end + MOVE_BOUND_MS);
+          await nc.reconnect().catch(() => {});
+          return await reconnected;
+        } finally {
+          unpark(shared);
+          shared.move = undefined;
+        }
+      })();
+      shared.move = mv = made;
+    }
+    if (++mv.arrived >= mv.expected) mv.go();
+    return mv.reconnected;
+  };
 
   /** The cluster's servers other than the one leaving, as nats.js knows them. */
   const otherServers = (leaving: string): string[] => {
@@ -275,27 +229,26 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       }),
     );
     await nc.flush().catch(() => {});
-    // 3. Hold new requests; those in flight get their replies here.
-    holding ??= [];
+    // 3. New requests go through the bridge (held without one); those in flight get their replies here.
+    const viaBridge = b ? bridgeRequests(b) : undefined;
+    if (viaBridge) held.divert(viaBridge.request);
+    else held.hold();
     while (p.inFlight() > 0 && Date.now() < end) await sleep(2);
     // 4. Move (publishing parked from the last flush on), take the subscriptions back, let the
     //    parked messages and the held requests go.
-    park();
-    await nc.flush().catch(() => {});
-    const reconnected = waitReconnect(end + MOVE_BOUND_MS);
-    await nc.reconnect().catch(() => {});
-    const ok = await reconnected;
-    unpark();
+    const ok = await reconnectTogether(end);
     if (!ok) p.warn("lame-duck move: no reconnect in time; the connection keeps trying", { server: leaving });
     for (const m of subs) if (!m.closed && !m.main) m.main = listen(nc, m, false);
     await nc.flush().catch(() => {});
-    release();
+    held.release();
     if (b && !b.isClosed()) {
       if (!(await interestSeen(b, nc, Date.now() + INTEREST_BOUND_MS))) {
         p.warn("lame-duck move: the new server's subscriptions were not seen in time", { server: leaving });
       }
-      // Drained too, for the same reason; its connection closes once they are.
+      // Drained too, for the same reason; its connection closes once they are, and the requests
+      // sent through it have their replies.
       for (const m of subs) m.bridge = undefined;
+      while (viaBridge!.inFlight > 0 && Date.now() < end + MOVE_BOUND_MS) await sleep(2);
       await b.drain().catch(() => {});
     }
     bridge = undefined;
@@ -328,7 +281,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       };
     },
     request(subject, data, timeoutMs, options) {
-      return holding === undefined ? p.send(subject, data, timeoutMs, options) : hold(subject, data, timeoutMs, options);
+      return held.request(subject, data, timeoutMs, options);
     },
     status(st) {
       if (st.type === "reconnect") for (const w of [...reconnectWaiters]) w();
@@ -338,8 +291,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       moving = move(server)
         .catch((err: unknown) => p.warn("lame-duck move failed", { server, reason: String((err as Error)?.message ?? err) }))
         .finally(() => {
-          unpark();
-          release();
+          held.release();
           moving = undefined;
         });
     },
@@ -350,9 +302,10 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       return moving;
     },
     close() {
+      if (closed) return;
       closed = true;
-      unpark();
-      release();
+      shared.wrappers--;
+      held.release();
       void bridge?.close().catch(() => {});
       bridge = undefined;
     },

@@ -142,6 +142,9 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
 
   /** Removes a pending request (its timer and signal listener with it) and returns it. */
   const take = (id: number): Pending | undefined => {
+    // A batch's first call settled: no status can follow for its batch, and its deadline goes
+    // here, so nothing else would ever forget the batch (and its calls).
+    batches.delete(id);
     const p = pending.get(id);
     if (!p) return undefined;
     pending.delete(id);
@@ -252,22 +255,14 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
       });
     },
     failAll(makeError) {
-      const all = [...pending.entries()];
-      pending.clear();
-      for (const [id, p] of all) {
-        deadlines.delete(id, p.timeoutMs);
-        release(p);
+      for (const id of [...pending.keys()]) {
+        const p = take(id)!;
         p.reject(makeError(p.subject));
       }
+      batches.clear();
     },
     failSubject(subject, err) {
-      for (const [id, p] of pending) {
-        if (p.subject !== subject) continue;
-        pending.delete(id);
-        deadlines.delete(id, p.timeoutMs);
-        release(p);
-        p.reject(err);
-      }
+      for (const [id, p] of pending) if (p.subject === subject) take(id)!.reject(err);
     },
     get inFlight() {
       return pending.size;

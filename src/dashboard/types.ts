@@ -2,6 +2,7 @@
  * What the dashboard sends its page (JSON over server-sent events and /api/snapshot). The page
  * (assets/dashboard.js) reads these shapes; keep the two in step.
  */
+import type { StatusRow } from "../service/index.ts";
 
 /** How the page groups a registry entry: a replicated service, a plain actor, or a shared resource. */
 export type ServiceKind = "service" | "actor" | "inference" | "executor";
@@ -24,21 +25,8 @@ export interface ServiceView {
   errors: number;
 }
 
-export interface ReplicaView {
-  service: string;
-  replica: string;
-  hosts: string;
-  pids: string;
-  /** "starting" | "healthy" | "recovering" | "failed" | "stopped", or "unreachable: ..." */
-  state: string;
-  inflight: number;
-  restarts: number;
-  calls: number;
-  errors: number;
-  /** The version the replica reports ("-": none). */
-  version: string;
-  /** Why it is failed or out of routing, when it is. */
-  reason?: string;
+/** A row of `actorbus status` (state: "starting" | "healthy" | "recovering" | "failed" | "stopped", or "unreachable: ..."), without its latency columns. */
+export interface ReplicaView extends Omit<StatusRow, "p50Ms" | "p99Ms"> {
   /** Whether the dashboard can restart it (replicas of services; actors have no supervisor). */
   restartable: boolean;
 }

@@ -2,8 +2,9 @@
 
 Node starts this script (config JSON in argv[1]) and talks to it over one socket on a dedicated
 fd, in frames of a 4-byte big-endian length followed by UTF-8 JSON. User code never sees that
-channel: stdin is /dev/null, and during a call fds 1 and 2 point at fresh per-call capture files,
-so nothing user code prints (markers, binary, gigabytes) can reach the channel or desync it.
+channel: stdin is /dev/null, and during a call fds 1 and 2 point at per-call capture files (fresh
+ones whenever something of an earlier call could still write to the old), so nothing user code
+prints (markers, binary, gigabytes) can reach the channel or desync it.
 Capture files, not pipes, because a crash must not lose what was printed before it: Node reads
 them back after the process died.
 
@@ -266,6 +267,45 @@ def main():
         if not captures:
             captures.append((open_capture("stdout"), open_capture("stderr")))
 
+    # Where prints go between calls (from threads user code left running): nowhere.
+    idle_out = CappedText(devnull)
+    # The capture files of the call just answered, for finish_call().
+    answered = []
+
+    def finish_call():
+        """What is left of a call once its reply is written (nobody waits for it; the next
+        request is read only after it): sweep what user code left running, keep or drop the
+        capture files."""
+        out_fd, err_fd, out_size, err_size = answered.pop()
+        # As the child subreaper, this process is an ancestor of every process user code left
+        # running (daemons and setsid escapees included): with no child at all there is nothing
+        # to sweep. kill(-1) walks the host's whole process table (~40 us a call here, more on
+        # a busy host), so it runs only when there may be something to kill.
+        had_children = reap()
+        closed_in = contained()
+        if sweep and (had_children or not closed_in):
+            # This interpreter runs under a uid of its own: kill(-1) reaches exactly the processes
+            # user code left behind, never anything else.
+            try:
+                _kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            reap()
+        if closed_in and not had_children and len(_enumerate_threads()) == 1:
+            # No other process or thread can hold these files: empty and reuse them rather than
+            # make new ones (a fresh inode per call only matters against such stray writers).
+            try:
+                if out_size:
+                    _ftruncate(out_fd, 0)
+                if err_size:
+                    _ftruncate(err_fd, 0)
+                captures.append((out_fd, err_fd))
+                return
+            except OSError:
+                pass
+        _close(out_fd)
+        _close(err_fd)
+
     def run(req):
         for k in req.get("drop") or ():
             sessions.pop(k, None)
@@ -337,38 +377,10 @@ def main():
                 pass
         _dup2(devnull, 1)
         _dup2(devnull, 2)
-        sys.stdout = sys.stderr = CappedText(devnull)
-        # As the child subreaper, this process is an ancestor of every process user code left
-        # running (daemons and setsid escapees included): with no child at all there is nothing
-        # to sweep. kill(-1) walks the host's whole process table (~40 us a call here, more on
-        # a busy host), so it runs only when there may be something to kill.
-        had_children = reap()
-        closed_in = contained()
-        if sweep and (had_children or not closed_in):
-            # This interpreter runs under a uid of its own: kill(-1) reaches exactly the processes
-            # user code left behind, never anything else.
-            try:
-                _kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-            reap()
+        sys.stdout = sys.stderr = idle_out
         stdout, out_trunc, out_size = read_capture(out_fd, out_w)
         stderr, err_trunc, err_size = read_capture(err_fd, err_w)
-        if closed_in and not had_children and len(_enumerate_threads()) == 1:
-            # No other process or thread can hold these files: empty and reuse them rather than
-            # make new ones (a fresh inode per call only matters against such stray writers).
-            try:
-                if out_size:
-                    _ftruncate(out_fd, 0)
-                if err_size:
-                    _ftruncate(err_fd, 0)
-                captures.append((out_fd, err_fd))
-            except OSError:
-                _close(out_fd)
-                _close(err_fd)
-        else:
-            _close(out_fd)
-            _close(err_fd)
+        answered.append((out_fd, err_fd, out_size, err_size))
         return {
             "id": req["id"],
             "ok": ok,
@@ -408,6 +420,8 @@ def main():
                 pass
             os._exit(70)
         write_frame(reply)
+        if answered:
+            finish_call()
         prepare_captures()
 
 

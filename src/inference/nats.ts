@@ -1,10 +1,12 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
-import { BATCH_HEADER, brief, headersOf, loggerCheck, MAX_BATCH_CALLS, sendReplies, unbatch, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
+import { BATCH_HEADER, brief, headersOf, loggerCheck, MAX_BATCH_CALLS, sendReplies, unbatch, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RequestOptions, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, OverloadedError } from "../errors/index.ts";
 import { encodeErr, encodeOk, respondSafely, unwrapReply } from "../reply/index.ts";
 import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
+import { HeldRequests } from "./held.ts";
+import { LeaseSubjects } from "./lease-subject.ts";
 import { InferenceServerLostError, InferenceShutdownError, SHUTTING_DOWN_MESSAGE } from "./errors.ts";
 import { defineOptions, durationMs, int, str, type SpecFor } from "../options/index.ts";
 import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
@@ -37,6 +39,7 @@ export interface NatsTransportOptions {
 /*
  * Wire format (msgpack through the connection's codec):
  *   request  [seq, leaseSubject, deadlineMs, leaseMs, input]    via transport.request
+ *            leaseSubject as UTF-8 bytes (bin); servers take a string too (earlier clients)
  *   reply    [0, result] | [1, WireError]
  *   lease    [seq, seq, ...]   server -> leaseSubject: "I still hold these of yours"
  *
@@ -46,8 +49,10 @@ export interface NatsTransportOptions {
  * held longer is renewed every leaseMs/4; a call not renewed for leaseMs fails fast instead of
  * waiting for its deadline.
  */
-const CLIENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const TE = new TextEncoder();
 const BATCH_ONLY = [BATCH_HEADER] as const;
+/** The request options of a call with neither signal nor trace context (most): made once. */
+const COALESCE: RequestOptions = Object.freeze({ coalesce: true });
 
 interface ClientPending {
   resolve(v: unknown): void;
@@ -115,14 +120,16 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private readonly pending = new Map<number, ClientPending>();
   private nextSeq = 1;
   private leaseSubject: string | undefined;
+  /** The lease subject as requests carry it (see LeaseSubjects). */
+  private leaseBytes: Uint8Array | undefined;
   private leaseSub: Subscription | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
 
   // server side
   private readonly buffer: RequestBuffer<Held<I>>;
-  private readonly heldItems = new Set<Held<I>>();
-  /** Held requests by "<leaseSubject> <seq>": what a client's cancel names. */
-  private readonly heldByKey = new Map<string, Held<I>>();
+  /** Received and not answered yet (buffered or in a batch), by client: renewals and cancels. */
+  private readonly heldItems = new HeldRequests<Held<I>>();
+  private readonly leases: LeaseSubjects;
   private readonly cancelSubject: string;
   private cancelSub: Subscription | undefined;
   private serverSub: { drain(): Promise<void> } | undefined;
@@ -144,6 +151,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     this.namespace = subjects.namespace;
     this.subject = subjects.inference(o.name as string);
     this.cancelSubject = subjects.inferenceCancel(o.name as string);
+    this.leases = new LeaseSubjects(`${this.subject}.lease.`);
     this.name = o.name as string;
     this.timeoutMs = o.timeoutMs;
     this.maxBuffered = o.maxBuffered;
@@ -175,46 +183,59 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const seq = this.nextSeq++;
     let bytes: Uint8Array;
     try {
-      bytes = this.conn.codec.encode([seq, leaseSubject, timeoutMs, this.leaseMs, input]);
+      bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input]);
     } catch (err) {
       return Promise.reject(err);
     }
     const span = clientSpan(this.tracer, this.traced, "infer", undefined);
-    return endSpan(span, new Promise<O>((resolve, reject) => {
-      const p: ClientPending = { resolve: resolve as (v: unknown) => void, reject, leaseUntil: performance.now() + this.leaseMs };
-      this.pending.set(seq, p);
-      this.armLeaseCheck();
-      let forget: (() => void) | undefined;
-      if (signal) {
-        const onAbort = () => {
-          if (this.pending.get(seq) !== p) return;
-          this.pending.delete(seq);
-          // Whichever server holds it drops it from its queue (or ignores it mid-batch).
-          this.conn.transport.publish(this.cancelSubject, this.conn.codec.encode([leaseSubject, seq]));
-          reject(cancelledError());
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        forget = () => signal.removeEventListener("abort", onAbort);
-      }
+    // One promise of our own (the lease check settles it too) over the transport's; the
+    // handlers below are the only closures a call without a signal allocates.
+    let resolveCall!: (v: unknown) => void;
+    let rejectCall!: (e: unknown) => void;
+    const call = new Promise<O>((resolve, reject) => {
+      resolveCall = resolve as (v: unknown) => void;
+      rejectCall = reject;
+    });
+    const p: ClientPending = { resolve: resolveCall, reject: rejectCall, leaseUntil: performance.now() + this.leaseMs };
+    this.pending.set(seq, p);
+    this.armLeaseCheck();
+    let forget: (() => void) | undefined;
+    if (signal) {
+      const onAbort = () => {
+        if (this.pending.get(seq) !== p) return;
+        this.pending.delete(seq);
+        // Whichever server holds it drops it from its queue (or ignores it mid-batch).
+        this.conn.transport.publish(this.cancelSubject, this.conn.codec.encode([leaseSubject, seq]));
+        p.reject(cancelledError());
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      forget = () => signal.removeEventListener("abort", onAbort);
+    }
+    let options: RequestOptions = COALESCE;
+    if (signal || span) {
       const headers: Record<string, string> | undefined = span ? {} : undefined;
       if (span) putTraceHeaders(headers!, span);
-      this.conn.transport.request(this.subject, bytes, timeoutMs, { signal, headers, coalesce: true }).finally(() => forget?.()).then(
-        (reply) => {
-          if (this.pending.get(seq) !== p) return; // already failed by the lease check
-          this.pending.delete(seq);
-          try {
-            resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
-          } catch (err) {
-            reject(err);
-          }
-        },
-        (err) => {
-          if (this.pending.get(seq) !== p) return;
-          this.pending.delete(seq);
-          reject(err);
-        },
-      );
-    }));
+      options = { signal, headers, coalesce: true };
+    }
+    this.conn.transport.request(this.subject, bytes, timeoutMs, options).then(
+      (reply) => {
+        forget?.();
+        if (this.pending.get(seq) !== p) return; // already failed by the lease check
+        this.pending.delete(seq);
+        try {
+          p.resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
+        } catch (err) {
+          p.reject(err);
+        }
+      },
+      (err) => {
+        forget?.();
+        if (this.pending.get(seq) !== p) return;
+        this.pending.delete(seq);
+        p.reject(err);
+      },
+    );
+    return endSpan(span, call);
   }
 
   client(): InferenceClient<I, O> {
@@ -233,6 +254,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     // server knows the lease subject before any server can renew to it.
     this.leaseSub = this.conn.transport.subscribe(subject, (msg) => this.onLease(msg));
     this.leaseSubject = subject;
+    this.leaseBytes = TE.encode(subject);
     return subject;
   }
 
@@ -321,7 +343,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       return;
     }
     if (!Array.isArray(key) || typeof key[0] !== "string" || typeof key[1] !== "number") return;
-    const h = this.heldByKey.get(`${key[0]} ${key[1]}`);
+    const h = this.heldItems.get(key[0], key[1]);
     if (!h || h.settled) return;
     h.cancelled = true;
     h.trace?.endWith("CANCELLED");
@@ -343,8 +365,16 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   drain(maxItems: number): Drained<I> {
     const items = this.buffer.take(maxItems);
-    for (const h of items) h.trace?.started({ [ATTR.batchSize]: items.length });
-    return { inputs: items.map((h) => h.input), callbacks: items, receivedAt: items.map((h) => h.receivedAt) };
+    const n = items.length;
+    const inputs = new Array<I>(n);
+    const receivedAt = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      const h = items[i]!;
+      inputs[i] = h.input;
+      receivedAt[i] = h.receivedAt;
+      h.trace?.started({ [ATTR.batchSize]: n });
+    }
+    return { inputs, callbacks: items, receivedAt };
   }
 
   waitForWork(timeoutMs: number): Promise<void> {
@@ -384,17 +414,11 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     return this.heldItems.size;
   }
 
-  /** Why a decoded request cannot be served, or undefined if it is well formed. */
+  /** Why a decoded request cannot be served, or undefined if it is well formed (its lease subject aside). */
   private malformed(req: unknown): string | undefined {
     if (!Array.isArray(req) || req.length !== 5) return "expected [seq, leaseSubject, deadlineMs, leaseMs, input]";
-    const [seq, leaseSubject, deadlineMs, leaseMs] = req;
+    const [seq, , deadlineMs, leaseMs] = req;
     if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return "seq must be an integer >= 0";
-    // Renewals are published to this subject: only this server's lease subjects are accepted,
-    // or a request could make the server publish anywhere in the account.
-    const prefix = `${this.subject}.lease.`;
-    if (typeof leaseSubject !== "string" || !leaseSubject.startsWith(prefix) || !CLIENT_ID.test(leaseSubject.slice(prefix.length))) {
-      return `leaseSubject must be ${prefix}<client id>`;
-    }
     if (typeof deadlineMs !== "number" || !Number.isFinite(deadlineMs) || deadlineMs <= 0) return "deadlineMs must be a finite number of milliseconds > 0";
     if (typeof leaseMs !== "number" || !Number.isFinite(leaseMs) || leaseMs < 20) return "leaseMs must be a finite number of milliseconds >= 20";
     return undefined;
@@ -403,18 +427,21 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private onRequest(msg: Inbound): void {
     // Requests submitted in the same tick by one client arrive as one message (src/connection/batch.ts).
     const [batch] = headersOf(msg, BATCH_ONLY);
-    if (batch) {
-      let requests: Inbound[];
-      try {
-        requests = unbatch(msg, batch, MAX_BATCH_CALLS, this.publishReply);
-      } catch (err) {
-        this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
-        this.reply(msg, err);
-        return;
-      }
-      for (const r of requests) this.onRequest(r);
+    if (!batch) return this.hold(msg);
+    let requests: Inbound[];
+    try {
+      requests = unbatch(msg, batch, MAX_BATCH_CALLS, this.publishReply);
+    } catch (err) {
+      this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
+      this.reply(msg, err);
       return;
     }
+    // One request each: a call of a batch is never a batch itself (clients do not nest them).
+    for (const r of requests) this.hold(r);
+  }
+
+  /** One request: refused at once, or queued for the loop and held (renewed) until answered. */
+  private hold(msg: Inbound): void {
     if (!msg.reply) {
       // Clients always ask for a reply: this is someone else's publish, and nobody would hear the result.
       this.log.warn("inference request without reply subject dropped", { subject: this.subject, bytes: msg.data.length });
@@ -436,19 +463,21 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       this.reply(msg, err);
       return;
     }
-    const why = this.malformed(req);
+    let why = this.malformed(req);
+    const leaseSubject = why ? undefined : this.leases.read((req as unknown[])[1]);
+    if (!why && leaseSubject === undefined) why = `leaseSubject must be ${this.leases.prefix}<client id>`;
     if (why) {
       this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: why });
       this.reply(msg, new CodecError(`malformed inference request on ${this.subject}: ${why}; send it with NatsTransport.submit`, { details: { subject: this.subject } }));
       return;
     }
-    const r = req as [number, string, number, number, unknown];
+    const r = req as [number, unknown, number, number, unknown];
     const now = performance.now();
     const h: Held<I> = {
       input: r[4] as I,
       msg,
       seq: r[0],
-      leaseSubject: r[1],
+      leaseSubject: leaseSubject!,
       leaseMs: r[3],
       receivedAt: now,
       expiresAt: now + r[2],
@@ -457,7 +486,6 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     };
     if (this.tracer()) h.trace = this.spans.start("infer", undefined, traceOf(msg));
     this.heldItems.add(h);
-    this.heldByKey.set(`${h.leaseSubject} ${h.seq}`, h);
     this.buffer.push(h);
     this.armRenew();
   }
@@ -499,8 +527,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   private release(h: Held<I>): void {
     h.settled = true;
-    this.heldItems.delete(h);
-    this.heldByKey.delete(`${h.leaseSubject} ${h.seq}`);
+    this.heldItems.remove(h);
     if (this.heldItems.size === 0 && this.heldEmptyWaiters.length > 0) {
       const ws = this.heldEmptyWaiters;
       this.heldEmptyWaiters = [];
@@ -511,7 +538,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private armRenew(): void {
     if (this.renewTimer || this.heldItems.size === 0) return;
     let minLease = Infinity;
-    for (const h of this.heldItems) if (h.leaseMs < minLease) minLease = h.leaseMs;
+    for (const [, held] of this.heldItems.clients()) for (const h of held.values()) if (h.leaseMs < minLease) minLease = h.leaseMs;
     // A huge leaseMs must not wrap setTimeout into a busy loop of renewals.
     const periodMs = Math.min(MAX_TIMER_MS, Math.max(5, Math.floor(minLease / 4)));
     this.renewTimer = setTimeout(() => {
@@ -528,14 +555,11 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
    */
   private renew(periodMs: number): void {
     const cutoff = performance.now() - periodMs;
-    const byClient = new Map<string, number[]>();
-    for (const h of this.heldItems) {
-      if (h.receivedAt > cutoff) continue;
-      let seqs = byClient.get(h.leaseSubject);
-      if (!seqs) byClient.set(h.leaseSubject, (seqs = []));
-      seqs.push(h.seq);
-    }
-    for (const [subject, seqs] of byClient) {
+    this.heldItems.prune();
+    for (const [subject, held] of this.heldItems.clients()) {
+      const seqs: number[] = [];
+      for (const h of held.values()) if (h.receivedAt <= cutoff) seqs.push(h.seq);
+      if (seqs.length === 0) continue;
       try {
         this.conn.transport.publish(subject, this.conn.codec.encode(seqs));
       } catch {

@@ -418,10 +418,13 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       if (this.stopping) break;
       const first = t.drain(this.maxBatchSize);
       if (first.inputs.length === 0) continue;
-      const inputs = first.inputs.slice();
-      const callbacks = first.callbacks.slice();
-      const receivedAt = first.receivedAt?.slice() ?? [];
+      let { inputs, callbacks } = first;
+      let receivedAt = first.receivedAt ?? [];
       if (inputs.length < this.minBatchSize) {
+        // Copies to grow: the arrays a transport drained are not ours to change.
+        inputs = inputs.slice();
+        callbacks = callbacks.slice();
+        receivedAt = receivedAt.slice();
         const deadline = performance.now() + this.timeoutMs;
         while (inputs.length < this.minBatchSize && !this.stopping) {
           const remaining = deadline - performance.now();
@@ -469,7 +472,7 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       const start = performance.now();
       const output = await this.model(batch);
       const modelMs = performance.now() - start;
-      this.recorder.batch(n, receivedAt.map((r) => start - r), modelMs);
+      this.recorder.batch(n, receivedAt, start, modelMs);
       const results = this.split(output, n);
       if (!Array.isArray(results)) {
         throw new ResultCountError(`split returned ${typeof results}, not an array of results for a batch of ${n} inputs.`, { details: { batchSize: n } });

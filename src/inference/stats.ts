@@ -86,11 +86,12 @@ export class StatsRecorder {
     this.modelMs = new Window(windowSize);
   }
 
-  batch(size: number, queueWaitMs: readonly number[], modelMs: number): void {
+  /** A batch of `size` requests, received at `receivedAt` each, whose model call started at `startedAt`. */
+  batch(size: number, receivedAt: readonly number[], startedAt: number, modelMs: number): void {
     this.requests += size;
     this.batches++;
     this.batchSizes.add(size);
-    for (const w of queueWaitMs) this.queueWait.add(w);
+    for (let i = 0; i < receivedAt.length; i++) this.queueWait.add(startedAt - receivedAt[i]!);
     this.modelMs.add(modelMs);
     this.batchSizeHistogram.observe(size);
     this.modelSecondsHistogram.observe(modelMs / 1000);

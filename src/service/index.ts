@@ -3,11 +3,12 @@ export { SessionLostError, RouterError, RollingUpdateError, VersionUnavailableEr
 export { sessionInfo, controllerOf, type SessionInfo } from "./proxy.ts";
 export { resolveServiceOptions, SERVICE_DEFAULTS, ROUTINGS, PLACEMENTS, type ServiceOptions, type ResolvedServiceOptions, type Routing, type PlacementMode } from "./options.ts";
 export { createRouter, checkRouter, ROUTERS, ANY_CALL, SESSION_CALL, NO_METADATA, type Router, type RouterConfig, type RouterSpec, type RouterName, type RouterFunction, type ReplicaView, type RouteRequest, type Routable } from "./router.ts";
+export { checkOutlierEjection, OUTLIER_DEFAULTS, type OutlierEjectionOptions, type ResolvedOutlierOptions } from "./outliers.ts";
 export { placeService, placeReplica, type HostCapacity, type PlacementRequest, type ReplicaPlacement } from "./placement.ts";
 export type { RollingReport } from "./rolling.ts";
 export { rolling, type RollingHandle } from "./rolling-handle.ts";
 export { microPing, microInfo, microStats, type MicroParams, type MicroEndpointStats } from "./micro.ts";
-export { collectStatus, formatStatus, type NamespaceStatus } from "./status.ts";
+export { collectStatus, formatStatus, type NamespaceStatus, type StatusRow } from "./status.ts";
 export { liveAgents } from "./launchers.ts";
 export type {
   ServiceProxy,

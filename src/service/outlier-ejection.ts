@@ -15,8 +15,8 @@ export interface CallOutcomes {
 
 /** The controller's outlier ejection: the policy of outliers.ts, with its probes and timers. */
 export interface OutlierEjection extends CallOutcomes {
-  /** A heartbeat of the replica got no answer in its time. */
-  stalled(r: Replica, generation: number): void;
+  /** A heartbeat of the replica sent at `sentAt` got no answer in its time. */
+  stalled(r: Replica, generation: number, sentAt: number): void;
   stop(): void;
 }
 
@@ -56,7 +56,8 @@ export function createOutlierEjection(p: OutlierEjectionParams): OutlierEjection
     s.replicas.map((r) => {
       const e = tracks.get(r);
       const current = e && e.generation === r.generation;
-      return { track: current ? e.track : createTrack(), healthy: r.state === "healthy" && !r.suspect };
+      // Routable apart from ejection: a replica mid-update or suspect cannot stand in for one ejected.
+      return { track: current ? e.track : createTrack(), healthy: r.state === "healthy" && !r.suspect && !r.updating };
     });
 
   const setEjected = (r: Replica, ejected: boolean, why: string) => {
@@ -111,10 +112,10 @@ export function createOutlierEjection(p: OutlierEjectionParams): OutlierEjection
         ejectNow(r, e, `${e.track.consecutive} calls in a row got no reply by their deadlines while other replicas answered`);
       }
     },
-    stalled(r, generation) {
+    stalled(r, generation, sentAt) {
       if (stopped || r.generation !== generation || r.state !== "healthy") return;
       const e = entry(r, generation);
-      if (stalled(o, e.track, peers(), performance.now())) ejectNow(r, e, "its heartbeat got no answer in time");
+      if (stalled(o, e.track, sentAt, peers(), performance.now())) ejectNow(r, e, "its heartbeat got no answer in time while other replicas answered calls");
     },
     stop() {
       stopped = true;

@@ -16,8 +16,9 @@
  *   replica answered a call sent no earlier than the timed-out one ("while others answer"): when
  *   every replica times out, the calls are too slow for their deadlines, and ejecting would only
  *   shrink the service.
- * - A stalled heartbeat (a ping with no answer in its time) ejects at once: the process is alive
- *   on NATS but not answering.
+ * - A stalled heartbeat (a ping with no answer in its time) ejects at once, under the same
+ *   condition: another replica answered a call sent no earlier than the ping. (When this
+ *   controller's own connection is down, nobody answers, and nobody is ejected for it.)
  * - Never more than `maxEjectedPercent` of the healthy replicas, and never the last routable one.
  * - The first probe comes `ejectionMs` after the ejection, doubled for each ejection in a row (a
  *   replica put back that times out again, up to `maxEjectionMs`); a probe that gets no answer is
@@ -116,13 +117,16 @@ export function answered(track: OutlierTrack, sentAt: number): void {
 export function timedOut(o: ResolvedOutlierOptions, track: OutlierTrack, sentAt: number, peers: readonly OutlierPeer[], now: number): boolean {
   track.consecutive++;
   if (track.ejected || track.consecutive < o.consecutiveTimeouts) return false;
-  const othersAnswer = peers.some((p) => p.track !== track && p.healthy && !p.track.ejected && p.track.lastAnsweredSentAt >= sentAt);
-  return othersAnswer && eject(o, track, peers, now);
+  return othersAnswered(track, sentAt, peers) && eject(o, track, peers, now);
 }
 
-/** A heartbeat got no answer in its time. Returns true when the replica must leave routing now. */
-export function stalled(o: ResolvedOutlierOptions, track: OutlierTrack, peers: readonly OutlierPeer[], now: number): boolean {
-  return !track.ejected && eject(o, track, peers, now);
+/** A heartbeat sent at `sentAt` got no answer in its time. Returns true when the replica must leave routing now. */
+export function stalled(o: ResolvedOutlierOptions, track: OutlierTrack, sentAt: number, peers: readonly OutlierPeer[], now: number): boolean {
+  return !track.ejected && othersAnswered(track, sentAt, peers) && eject(o, track, peers, now);
+}
+
+function othersAnswered(track: OutlierTrack, sentAt: number, peers: readonly OutlierPeer[]): boolean {
+  return peers.some((p) => p.track !== track && p.healthy && !p.track.ejected && p.track.lastAnsweredSentAt >= sentAt);
 }
 
 /** Whether taking one more replica out keeps within maxEjectedPercent and leaves one routable. */

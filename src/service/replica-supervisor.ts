@@ -57,8 +57,11 @@ export interface ReplicaSupervisorParams {
   /** The service's constructor arguments (what ctx.spawn() passes when given none). */
   args: unknown[];
   controlTimeoutMs: number;
-  /** A heartbeat got no answer in its time (the process is on NATS but not answering): outlier ejection's signal. */
-  onStall?: (r: Replica, generation: number) => void;
+  /**
+   * A heartbeat sent at `sentAt` (performance.now()) got no answer in its time: the process is on
+   * NATS but not answering (outlier ejection's signal).
+   */
+  onStall?: (r: Replica, generation: number, sentAt: number) => void;
 }
 
 const REPLICA_REF = Symbol.for("actorbus.replicaRef");
@@ -311,11 +314,12 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     r.pinging = true;
     const gen = r.generation;
     const procs = r.procs;
+    const sentAt = performance.now();
     Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
       .then((states) => {
         if (r.generation !== gen) return;
         const dead = states.findIndex((st) => st === "dead");
-        if (dead < 0 && states.includes("unknown")) p.onStall?.(r, gen);
+        if (dead < 0 && states.includes("unknown")) p.onStall?.(r, gen, sentAt);
         if (dead < 0) {
           r.missed = 0;
           if (r.suspect) {

@@ -46,6 +46,8 @@ for (const backend of ["nats", "local"] as const) {
         expect(r.success).to.equal(true);
         expect(r.stdout).to.contain("Result: 30");
         expect(r.returncode).to.equal(0);
+        // An options argument left undefined crosses the wire as null: still "no options".
+        expect((await ex.execute("print(1)", undefined)).stdout).to.equal("1\n");
         const e = await ex.execute("raise ValueError('Test error')");
         expect(e.success).to.equal(false);
         expect(e.stderr).to.contain("ValueError: Test error");

@@ -67,6 +67,14 @@ describe("python executor: sessions and dispatch", function () {
     for (const q of quick) expect(q.interpreter).to.not.equal(slowResult.interpreter);
   });
 
+  it("stateless calls one after another stay on the interpreter that ran the last one (it is warm)", async () => {
+    const ex = makeService({ poolSize: 3 });
+    await ex.ready();
+    const rs = [];
+    for (let i = 0; i < 5; i++) rs.push(await ex.execute("pass"));
+    expect(new Set(rs.map((r) => r.interpreter)).size).to.equal(1);
+  });
+
   it("calls wait when every interpreter is busy and run as soon as one frees", async () => {
     const ex = makeService({ poolSize: 2 });
     await ex.ready();

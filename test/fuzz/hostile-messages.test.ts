@@ -73,7 +73,13 @@ class FuzzTarget {
   }
   /** A result larger than the server's max_payload: the host must say so, not go quiet. */
   blowup(n: unknown) {
-    return new Uint8Array(Math.min(Math.max(0, Number(n) || 0), 4 * MAX_PAYLOAD));
+    let size: number;
+    try {
+      size = Number(n) || 0; // an object whose valueOf/toString are not functions throws TypeError
+    } catch (err) {
+      throw new UserInputError((err as Error).message);
+    }
+    return new Uint8Array(Math.min(Math.max(0, size), 4 * MAX_PAYLOAD));
   }
 }
 

@@ -67,26 +67,29 @@ describe("outlier ejection policy (pure: no NATS, no timers)", () => {
     expect(mayEject(all, c!.track, three)).to.equal(false);
     // A single replica is never ejected.
     const [only] = replicas(1);
-    expect(stalled(all, only!.track, [only!], 0)).to.equal(false);
+    expect(stalled(all, only!.track, 0, [only!], 0)).to.equal(false);
   });
 
   it("counts only healthy replicas: a dead peer does not make room for an ejection", () => {
     const peers = replicas(2, [1]);
     answered(peers[1]!.track, 1_000);
-    expect(stalled(o, peers[0]!.track, peers, 0)).to.equal(false);
+    expect(stalled(o, peers[0]!.track, 0, peers, 2_000)).to.equal(false);
   });
 
-  it("a stalled heartbeat ejects at once", () => {
+  it("a stalled heartbeat ejects at once while another replica answers calls sent since the ping", () => {
     const peers = replicas(2);
-    expect(stalled(o, peers[0]!.track, peers, 5_000)).to.equal(true);
+    answered(peers[1]!.track, 3_000);
+    expect(stalled(o, peers[0]!.track, 3_500, peers, 5_000), "nobody answered since: our own connection may be the problem").to.equal(false);
+    expect(stalled(o, peers[0]!.track, 3_000, peers, 5_000)).to.equal(true);
     expect(peers[0]!.track.nextProbeAt).to.equal(6_000);
-    expect(stalled(o, peers[0]!.track, peers, 5_100), "already out").to.equal(false);
+    expect(stalled(o, peers[0]!.track, 3_000, peers, 5_100), "already out").to.equal(false);
   });
 
   it("probes: an answer puts it back; no answer probes again after ejectionMs; ejections in a row double the wait", () => {
     const peers = replicas(2);
+    answered(peers[1]!.track, 0);
     const t = peers[0]!.track;
-    stalled(o, t, peers, 0);
+    stalled(o, t, 0, peers, 0);
     probeFailed(o, t, 1_000);
     expect(t.ejected).to.equal(true);
     expect(t.nextProbeAt).to.equal(2_000);
@@ -94,16 +97,16 @@ describe("outlier ejection policy (pure: no NATS, no timers)", () => {
     expect(t.ejected).to.equal(false);
     expect(t.consecutive).to.equal(0);
     // Out again soon after: the wait doubles, up to maxEjectionMs.
-    stalled(o, t, peers, 2_100);
+    stalled(o, t, 0, peers, 2_100);
     expect(t.nextProbeAt - 2_100).to.equal(2_000);
     for (let i = 0; i < 5; i++) {
       probeAnswered(t, 10_000 + i);
-      stalled(o, t, peers, 10_000 + i);
+      stalled(o, t, 0, peers, 10_000 + i);
     }
     expect(t.nextProbeAt - 10_004).to.equal(8_000);
     // Back and fine for maxEjectionMs: the next ejection starts over.
     probeAnswered(t, 20_000);
-    stalled(o, t, peers, 28_000);
+    stalled(o, t, 0, peers, 28_000);
     expect(t.nextProbeAt - 28_000).to.equal(1_000);
     expect(ejectionTime(o, 1)).to.equal(1_000);
     expect(ejectionTime(o, 100)).to.equal(8_000);

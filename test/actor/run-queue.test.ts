@@ -1,0 +1,63 @@
+import { expect } from "chai";
+import { createRunQueue } from "../../src/actor/run-queue.ts";
+
+describe("run queue (no NATS)", () => {
+  const gate = () => {
+    let open!: () => void;
+    const p = new Promise<void>((r) => (open = r));
+    return { p, open };
+  };
+
+  it("starts a job at once below the cap, queues the rest in order, and never runs more than the cap", async () => {
+    const gates = Array.from({ length: 5 }, gate);
+    const started: number[] = [];
+    let running = 0;
+    let most = 0;
+    const q = createRunQueue<number>(2, async (i) => {
+      started.push(i);
+      most = Math.max(most, ++running);
+      await gates[i]!.p;
+      running--;
+    });
+    for (let i = 0; i < 5; i++) q.push(i);
+    expect(started).to.deep.equal([0, 1]); // synchronously, in push()
+    expect([q.running, q.waiting]).to.deep.equal([2, 3]);
+    gates[1]!.open();
+    await new Promise((r) => setImmediate(r));
+    expect(started).to.deep.equal([0, 1, 2]);
+    for (const g of gates) g.open();
+    await q.onIdle();
+    expect(started).to.deep.equal([0, 1, 2, 3, 4]);
+    expect(most).to.equal(2);
+    expect([q.running, q.waiting]).to.deep.equal([0, 0]);
+  });
+
+  it("clear() drops the waiting jobs and returns them; a job that throws synchronously frees its slot", async () => {
+    const g = gate();
+    const ran: string[] = [];
+    const q = createRunQueue<string>(1, (j) => {
+      ran.push(j);
+      if (j === "throws") throw new Error("sync");
+      return j === "blocks" ? g.p : undefined;
+    });
+    q.push("throws");
+    q.push("blocks");
+    q.push("a");
+    q.push("b");
+    expect(q.clear()).to.deep.equal(["a", "b"]);
+    g.open();
+    await q.onIdle();
+    expect(ran).to.deep.equal(["throws", "blocks"]);
+  });
+
+  it("keeps order across many jobs through its compaction", async () => {
+    const seen: number[] = [];
+    const q = createRunQueue<number>(1, async (i) => {
+      seen.push(i);
+      await null;
+    });
+    for (let i = 0; i < 5000; i++) q.push(i);
+    await q.onIdle();
+    expect(seen).to.deep.equal(Array.from({ length: 5000 }, (_, i) => i));
+  });
+});
