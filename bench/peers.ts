@@ -29,7 +29,7 @@ const SYSTEMS: System[] = ["raw", "actorbus", "moleculer"];
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
-export async function benchPeers(url: string): Promise<Record<string, unknown>> {
+export async function benchPeers(url: string) {
   const payload = { text: "hello world", ids: [1, 2, 3, 4, 5, 6, 7, 8], step: 42 };
   const ns = "bench_peers";
   const hosts = {
@@ -93,7 +93,7 @@ function mapValues<T extends Record<string, number>>(o: T, f: (n: number) => num
 }
 
 /** Aggregate calls/s of NN_CLIENTS client processes against NN_HOSTS host processes. */
-async function nToN(system: System, url: string, ns: string): Promise<number> {
+export async function nToN(system: System, url: string, ns: string): Promise<number> {
   const hostMode = system === "actorbus" ? "actor" : system;
   const hosts = await Promise.all(Array.from({ length: NN_HOSTS }, () => startChild(PEER, [hostMode, url, ns])));
   const clients = await Promise.all(Array.from({ length: NN_CLIENTS }, () => startChild(NN_CLIENT, [system, url, ns, String(IN_FLIGHT), String(NN_CALLS)])));

@@ -12,6 +12,7 @@ const sections: [name: string, file: string, exportName: string][] = [
   ["service", "./service.ts", "benchService"],
   ["executor", "./executor.ts", "benchExecutor"],
   ["inference", "./inference.ts", "benchInference"],
+  ["chunks", "./chunks.ts", "benchChunks"],
   ["faults", "./faults.ts", "benchFaults"],
 ];
 

@@ -1,4 +1,5 @@
 import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata } from "../call/index.ts";
+import { isChunkRef } from "../chunks/index.ts";
 import type { Codec } from "../codec/index.ts";
 import { BATCH_HEADER, brief, type headersOf, type Inbound } from "../connection/index.ts";
 import { CodecError, MethodNotFoundError } from "../errors/index.ts";
@@ -26,16 +27,22 @@ export function parseCall(msg: Inbound, headers: CallHeaders, name: string, code
   const h = parseCallHeader(header);
   if (typeof h === "string") throw new CodecError(`malformed call to ${name}: ${h}`, { details: { service: name } });
   const metadata = metaHeader ? parseMetadata(metaHeader) : NO_METADATA;
-  let args: unknown[] | undefined;
-  if (decodeArgs) {
-    const decoded = codec.decode<unknown>(msg.data);
-    if (!Array.isArray(decoded)) throw new CodecError(`malformed call to ${name}: the payload must be the encoded argument array`, { details: { service: name } });
-    // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
-    if (decoded.length > MAX_ARGS) throw new CodecError(`malformed call to ${name}: at most ${MAX_ARGS} arguments per call (got ${decoded.length}); pass an array instead`, { details: { service: name } });
-    args = decoded;
-  }
+  // Arguments in chunks are pulled when the call runs, not here: this runs in the socket reader.
+  const chunked = decodeArgs && isChunkRef(msg.data);
+  const args = decodeArgs && !chunked ? decodeArgList(msg.data, name, codec) : undefined;
   // W3C trace context, relayed as is when no span is made here (headers[3], headers[4]).
-  return new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args, headers[3], headers[4]);
+  const call = new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args, headers[3], headers[4]);
+  call.chunked = chunked;
+  return call;
+}
+
+/** A call's encoded argument array, decoded and checked, or a CodecError saying what is wrong. */
+export function decodeArgList(bytes: Uint8Array, name: string, codec: Codec): unknown[] {
+  const decoded = codec.decode<unknown>(bytes);
+  if (!Array.isArray(decoded)) throw new CodecError(`malformed call to ${name}: the payload must be the encoded argument array`, { details: { service: name } });
+  // Spreading more would throw RangeError inside the dispatch, reported as if the method threw.
+  if (decoded.length > MAX_ARGS) throw new CodecError(`malformed call to ${name}: at most ${MAX_ARGS} arguments per call (got ${decoded.length}); pass an array instead`, { details: { service: name } });
+  return decoded;
 }
 
 /**

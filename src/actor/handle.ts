@@ -1,4 +1,5 @@
 import { callSettings, createCallIds, mergeCallOptions, ROLLING, sendableMethod, WITH_OPTIONS, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
+import { chunksOf, isChunkRef, type ChunkedPayload } from "../chunks/index.ts";
 import type { BusConnection } from "../connection/index.ts";
 import { CodecError, InvalidOptionsError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import type { Subjects } from "../subjects/index.ts";
@@ -75,6 +76,7 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
   const timeoutMs = checkDeadline(p.timeoutMs, "timeoutMs", `handle of "${name}"`);
   const subject = subjects.call(name);
   const { codec, transport } = conn;
+  const chunks = chunksOf(conn);
   const cache = new Map<string, AnyFn>();
   const info: HandleInfo = { name, namespace: subjects.namespace, timeoutMs };
 
@@ -86,22 +88,39 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
 
   const call = (method: string, args: unknown[], rec: MethodRecorder, rolling?: ResolvedRollingOptions): Promise<unknown> => {
     const s = callSettings(timeoutMs, opts);
-    let payload: Uint8Array;
+    let out: ChunkedPayload;
     try {
-      payload = codec.encode(args);
+      // Arguments over the threshold wait in this connection's chunk store until the call settles.
+      out = chunks.encode(args, subjects, s.deadline, Infinity);
     } catch (err) {
       return Promise.reject(err);
     }
     const callId = nextId();
     const span = clientSpan(tracer, traced, method, callId); // undefined while no SDK is registered
-    const sent = requestCall(transport, subjects, subject, payload, { method, callId, deadline: s.deadline, meta: s.meta, signal: s.signal, minVersion: opts?.minVersion, rolling, trace: span });
+    let sent = requestCall(transport, subjects, subject, out.payload, { method, callId, deadline: s.deadline, meta: s.meta, signal: s.signal, minVersion: opts?.minVersion, rolling, trace: span });
+    if (out.id !== undefined) {
+      const id = out.id;
+      sent = sent.finally(() => chunks.drop(id));
+    }
     const settle = (bytes: Uint8Array) => materialize(unwrapReply(codec, bytes), transport, codec, `${name}.${method}`, s.signal, opts?.idleTimeoutMs);
-    if (!rec.on) return streamable(endSpan(span, sent.then(settle, (err) => explain(err, s.deadline))));
+    // A result in chunks is pulled before it is unwrapped; a small one costs a byte test, no hop.
+    const pulled = (bytes: Uint8Array) => chunks.resolve(bytes, s.deadline, s.signal, `the result of ${name}.${method}`).then(settle);
+    const onReply = (bytes: Uint8Array) => (isChunkRef(bytes) ? pulled(bytes) : settle(bytes));
+    if (!rec.on) return streamable(endSpan(span, sent.then(onReply, (err) => explain(err, s.deadline))));
     // The clock starts once the arguments are encoded: the histogram is the time on the wire and the host.
     const t0 = performance.now();
     return streamable(endSpan(span,
       sent.then(
         (bytes) => {
+          if (isChunkRef(bytes)) {
+            return pulled(bytes).then(
+              (v) => (rec.done(t0, "OK"), v),
+              (err: unknown) => {
+                rec.done(t0, codeOf(err));
+                throw err;
+              },
+            );
+          }
           let v: unknown;
           try {
             v = settle(bytes);

@@ -18,6 +18,8 @@ export class HostedCall implements CallContext {
   private abortReason: Error | undefined;
   /** Set by the host when the signal exists: the deadline then aborts it too. */
   onSignal: ((call: HostedCall) => void) | undefined;
+  /** The arguments came as a chunk ref (src/chunks): the host pulls them before the method runs. */
+  chunked = false;
   /** The host's span of the call, while an OpenTelemetry SDK is registered. */
   trace: ServerSpan | undefined;
 
@@ -29,7 +31,8 @@ export class HostedCall implements CallContext {
     readonly metadata: Readonly<Record<string, string>>,
     /** The raw Ab-Meta header, relayed as is. */
     readonly metaHeader: string,
-    readonly args: unknown[] | undefined,
+    /** Undefined for a relayed call, and until pulled for one whose arguments came in chunks. */
+    public args: unknown[] | undefined,
     /** The caller's W3C trace context ("" when it sent none). */
     private readonly callerTraceparent = "",
     private readonly callerTracestate = "",

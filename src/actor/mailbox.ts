@@ -2,10 +2,12 @@ import { runInCall } from "../call/index.ts";
 import { brief, createDeadlines, sendReplies, type BusConnection, type Inbound } from "../connection/index.ts";
 import { CallTimeoutError, CancelledError, errorClassFor, OverloadedError, ServiceUnavailableError, type WireError } from "../errors/index.ts";
 import { codeOf, type CallRecorder } from "../metrics/index.ts";
-import { encodeErr, encodeOk } from "../reply/index.ts";
+import { chunksOf } from "../chunks/index.ts";
+import { encodeErr } from "../reply/index.ts";
 import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { ATTR, serverSpans, tracerSource } from "../tracing/index.ts";
+import { decodeArgList } from "./call-request.ts";
 import type { HostedCall } from "./hosted-call.ts";
 import type { ResolvedActorOptions } from "./options.ts";
 import type { Relay } from "./relay.ts";
@@ -59,6 +61,7 @@ const OUTBOX_PART = 32;
 export function createMailbox(p: MailboxParams): Mailbox {
   const { conn, subjects, name, options, stats, relay, send, calls } = p;
   const { codec, transport } = conn;
+  const chunks = chunksOf(conn);
   const live = new Map<string, HostedCall>(); // by call id
   // Queued calls cancelled before they ran still sit in the run queue until it reaches them; they do
   // not count against maxPending.
@@ -150,7 +153,15 @@ export function createMailbox(p: MailboxParams): Mailbox {
   };
 
   const invoke = (job: HostedCall): Promise<unknown> =>
-    relay ? relay(job, job.msg.data) : Promise.resolve(target[job.method]!(...job.args!));
+    relay ? relay(job, job.msg.data) : job.chunked ? pullArgs(job).then(() => target[job.method]!(...job.args!)) : Promise.resolve(target[job.method]!(...job.args!));
+
+  // Arguments sent in chunks: pulled once the call has its slot, within its deadline and
+  // cancellable like the method (a cancel or the deadline aborts the pull and frees the buffer).
+  const pullArgs = async (job: HostedCall) => {
+    const bytes = await chunks.resolve(job.msg.data, job.deadline, job.signal, `the arguments of ${name}.${job.method}`);
+    job.args = decodeArgList(bytes, name, codec);
+    job.chunked = false;
+  };
 
   const run = async (job: HostedCall) => {
     if (job.cancelled) {
@@ -192,7 +203,9 @@ export function createMailbox(p: MailboxParams): Mailbox {
         // a value arriving now would contradict it.
         throw new CallTimeoutError(`the call to ${name}.${job.method} finished after its deadline`, { details: { service: name, method: job.method } });
       }
-      out = relay ? (value as Uint8Array) : encodeOk(codec, value);
+      // A large result waits in this connection's chunk store, for the caller to pull by the
+      // call's deadline; the reply carries where.
+      out = relay ? (value as Uint8Array) : chunks.encode([0, value], subjects, job.deadline, 1).payload;
       // A relayed reply is bytes: its first element says whether it carries an error.
       failed = relay !== undefined && out[1] === 1;
     } catch (err) {

@@ -18,6 +18,8 @@ interface Walk {
   /** A lower bound of the encoded size so far. */
   used: number;
   limit: number;
+  /** The option that set the limit, when it is not the server's max_payload. */
+  limitName: string | undefined;
   /** The containers from the root to where the walk is, to tell a cycle from deep data. */
   path: object[];
 }
@@ -28,15 +30,22 @@ interface Walk {
  * one byte, so the walk itself costs at most `limit` steps, and nothing is allocated for data
  * that could never be sent: a sparse array of length 1e8 is refused by its length alone, a
  * 100 MB string by its length, a Map by its size, before a single element is looked at.
- * Also refuses what msgpack would fail on (functions, symbols, cycles, deep nesting) with a
- * message naming the fix; msgpack's own checks would only say where it gave up.
+ * Returns that lower bound. Also refuses what msgpack would fail on (functions, symbols, cycles,
+ * deep nesting) with a message naming the fix; msgpack's own checks would only say where it gave up.
  */
-export function checkEncodable(value: unknown, limit: number): void {
-  visit(value, 0, { used: 0, limit, path: [] });
+export function checkEncodable(value: unknown, limit: number, limitName?: string): number {
+  const w: Walk = { used: 0, limit, limitName, path: [] };
+  visit(value, 0, w);
+  return w.used;
 }
 
 function tooLarge(w: Walk, what: string, more: number): never {
   const bytes = w.used + more;
+  if (w.limitName) {
+    throw new CodecError(`value too large to send: ${what} makes the message at least ${bytes} bytes, over the ${w.limitName} limit of ${w.limit} bytes; send less per call, or raise ${w.limitName}`, {
+      details: { bytes, limit: w.limit, option: w.limitName },
+    });
+  }
   throw new CodecError(
     `value too large to send: ${what} makes the message at least ${bytes} bytes, over the max_payload of ${w.limit} bytes; send less per call (or in chunks), or raise max_payload in nats.conf`,
     { details: { bytes, maxPayload: w.limit } },

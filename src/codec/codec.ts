@@ -2,7 +2,7 @@ import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { CodecError } from "../errors/index.ts";
 import { checkEncodable, DEFAULT_MAX_PAYLOAD, MAX_LEVELS } from "./bounds.ts";
 import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
-import { decodeTypedArray, typedArrayEncoder } from "./typed-arrays.ts";
+import { decodeTypedArray, typedArrayDataOffset, typedArrayEncoder } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
@@ -13,8 +13,19 @@ import { decodeTypedArray, typedArrayEncoder } from "./typed-arrays.ts";
  * payload limit are refused with a CodecError before any encoding work is done.
  */
 export interface Codec {
-  encode(value: unknown): Uint8Array;
+  /**
+   * `limit` replaces the payload limit for this value: a value that travels in chunks
+   * (src/chunks) may be as large as the connection's maxValueBytes, named in the error.
+   */
+  encode(value: unknown, limit?: EncodeLimit): Uint8Array;
   decode<T = unknown>(bytes: Uint8Array): T;
+  /**
+   * Marks a buffer as belonging to the one value decoded from it (a value assembled from chunks):
+   * its large typed arrays may then be views into it rather than copies. Returns `bytes`.
+   */
+  adopt(bytes: Uint8Array): Uint8Array;
+  /** Where a typed array's elements start in `[typedArray, ...]` or `[0, typedArray]` (see typed-arrays.ts). */
+  typedArrayOffset(head: Uint8Array): number | undefined;
 }
 
 export interface CodecOptions {
@@ -25,6 +36,15 @@ export interface CodecOptions {
    */
   maxPayload?: number | (() => number);
 }
+
+/** A limit other than max_payload, and its name for the CodecError that refuses a value over it. */
+export interface EncodeLimit {
+  bytes: number;
+  name: string;
+}
+
+/** Values whose size bound is over this are encoded apart (see encode()). */
+const LARGE_VALUE = 1024 * 1024;
 
 const EXT_TYPED_ARRAY = 1;
 const EXT_MAP = 2;
@@ -49,7 +69,10 @@ export function createCodec(options: CodecOptions = {}): Codec {
   // so their payloads get fresh encoders; the outer pair is reused, as its buffers are.
   const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH }).encode(v);
   const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
-  ext.register({ type: EXT_TYPED_ARRAY, encode: typedArrayEncoder(), decode: decodeTypedArray });
+  // Buffers adopted by decode(): read once per decode, while its extensions run.
+  const adopted = new WeakSet<ArrayBufferLike>();
+  let owned = false;
+  ext.register({ type: EXT_TYPED_ARRAY, encode: typedArrayEncoder(), decode: (data) => decodeTypedArray(data, owned) });
   ext.register({
     type: EXT_MAP,
     encode: (v) => (v instanceof Map ? encodeNested([...v]) : null),
@@ -72,18 +95,31 @@ export function createCodec(options: CodecOptions = {}): Codec {
     decode: (data) => errorFromRecord(decodeNested(data)),
   });
   const encoder = new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH });
+  const largeEncoder = (bound: number) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH, initialBufferSize: bound + 1024 });
   const decoder = new Decoder({ extensionCodec: ext });
 
   return {
-    encode(value) {
-      checkEncodable(value, limit());
+    encode(value, over) {
+      const bound = checkEncodable(value, over ? over.bytes : limit(), over?.name);
+      let out: Uint8Array;
       try {
-        return encoder.encode(value);
+        // A large value gets an encoder of its own, sized by the bound: the shared one would keep
+        // a buffer of the largest value ever sent, and hand out a copy of it besides.
+        out = bound > LARGE_VALUE ? largeEncoder(bound).encodeSharedRef(value) : encoder.encode(value);
       } catch (err) {
         throw new CodecError(explain(err), { cause: err });
       }
+      // The walk counts a lower bound; a value just under it can still encode a little over.
+      if (over && out.length > over.bytes) {
+        throw new CodecError(`value too large to send: it encodes to ${out.length} bytes, over the ${over.name} limit of ${over.bytes} bytes; send less per call, or raise ${over.name}`, {
+          details: { bytes: out.length, limit: over.bytes, option: over.name },
+        });
+      }
+      return out;
     },
     decode<T>(bytes: Uint8Array): T {
+      // Once only: a second decode of the same bytes would alias the first one's arrays.
+      owned = adopted.delete(bytes.buffer);
       try {
         return decoder.decode(plainBytes(bytes)) as T;
       } catch (err) {
@@ -91,8 +127,15 @@ export function createCodec(options: CodecOptions = {}): Codec {
         // to a near-max_payload message would itself be too large to send.
         const m = String((err as Error)?.message ?? err);
         throw new CodecError(`cannot decode message: ${m.length > 200 ? `${m.slice(0, 200)}...` : m}`, { cause: err });
+      } finally {
+        owned = false;
       }
     },
+    adopt(bytes) {
+      adopted.add(bytes.buffer);
+      return bytes;
+    },
+    typedArrayOffset: (head) => typedArrayDataOffset(head, EXT_TYPED_ARRAY),
   };
 }
 

@@ -43,11 +43,42 @@ export function typedArrayEncoder(): (input: unknown) => Uint8Array | null {
   };
 }
 
-export function decodeTypedArray(data: Uint8Array): ArrayBufferView {
+/** Arrays this large may be views into a buffer their message owns alone (see decodeTypedArray). */
+const VIEW_BYTES = 1024 * 1024;
+
+/**
+ * `owned`: the message's buffer belongs to this decode alone (a value assembled from chunks), so
+ * a large array whose bytes are aligned there is a view rather than a copy: pinning the buffer
+ * costs little when the array is most of it.
+ */
+export function decodeTypedArray(data: Uint8Array, owned = false): ArrayBufferView {
   const ctor = KINDS[data[0]!];
   if (!ctor) throw new Error(`unknown typed array tag ${data[0]}`);
+  const n = data.byteLength - 1;
+  if (owned && n >= VIEW_BYTES && (data.byteOffset + 1) % ctor.BYTES_PER_ELEMENT === 0 && 2 * n >= data.buffer.byteLength) {
+    return new ctor(data.buffer as ArrayBuffer, data.byteOffset + 1, n / ctor.BYTES_PER_ELEMENT);
+  }
   // An explicit copy: data may be a Node Buffer, whose slice() is a view into a shared pool.
   const bytes = new Uint8Array(data.byteLength - 1);
   bytes.set(data.subarray(1));
   return new ctor(bytes.buffer, 0, bytes.byteLength / ctor.BYTES_PER_ELEMENT);
+}
+
+/**
+ * Where the elements of the typed array start in a message that is `[typedArray, ...]` (a call's
+ * arguments) or `[0, typedArray]` (a reply), read from its first bytes; undefined for any other
+ * message. A receiver assembling such a message places it so that they land aligned.
+ */
+export function typedArrayDataOffset(head: Uint8Array, extType: number): number | undefined {
+  let at: number;
+  if (head[0] === 0x92 && head[1] === 0x00) at = 2;
+  else if (head[0]! >= 0x91 && head[0]! <= 0x9f) at = 1;
+  else return undefined;
+  const f = head[at];
+  // ext 8, 16, 32: format byte, 1/2/4 length bytes, then the type.
+  const header = f === 0xc7 ? 3 : f === 0xc8 ? 4 : f === 0xc9 ? 6 : 0;
+  if (!header || head[at + header - 1] !== extType) return undefined;
+  const tag = head[at + header];
+  if (tag === undefined || !KINDS[tag]) return undefined;
+  return at + header + 1;
 }

@@ -1,4 +1,5 @@
 import { createInbox, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
+import { configureChunks } from "../chunks/index.ts";
 import { createCodec, type Codec } from "../codec/index.ts";
 import { ConnectionLostError, NoServerError, PermissionError } from "../errors/index.ts";
 import { findNatsServerBinary, startNatsServer, tcpReachable, type NatsServerProcess } from "./dev-server.ts";
@@ -66,6 +67,7 @@ export async function connectBus(options: ConnectionOptions = {}): Promise<BusCo
     throw explainConnectError(err, urls, { source, devServer: mode, timeoutMs: natsOptions.timeout });
   }
   const bus = wrapNatsConnection(nc, devServer);
+  configureChunks(bus, opts);
   const auth = authOf(opts);
   if (auth) auths.set(bus, auth);
   return bus;

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions as NatsOptions, Authenticator } from "@nats-io/transport-node";
 import { credsAuthenticator, nkeyAuthenticator } from "@nats-io/transport-node";
 import { InvalidOptionsError } from "../errors/index.ts";
+import { CHUNK_CHECKS } from "../chunks/options.ts";
 import { bool, defineOptions, durationMs, int, nested, oneOf, oneOrMany, str, type Resolved, type SpecFor } from "../options/index.ts";
 
 /**
@@ -36,6 +37,13 @@ export interface ConnectionOptions {
   maxReconnectAttempts?: number;
   reconnectTimeWaitMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Arguments and results whose encoding is larger travel in chunks the receiver pulls
+   * (src/chunks); default half the server's max_payload.
+   */
+  chunkThresholdBytes?: number;
+  /** The largest argument or result this connection sends or accepts, in bytes (default 1 GiB). */
+  maxValueBytes?: number;
 }
 
 export const DEFAULT_URL = "nats://127.0.0.1:4222";
@@ -68,6 +76,7 @@ export const CONNECTION_CHECKS = {
   maxReconnectAttempts: int({ min: -1, hint: "-1 keeps reconnecting forever" }),
   reconnectTimeWaitMs: durationMs({ min: 0 }),
   connectTimeoutMs: durationMs({ min: 1 }),
+  ...CHUNK_CHECKS,
 } satisfies SpecFor<ConnectionOptions>;
 
 export const CONNECTION_DEFAULTS = Object.freeze({

@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { configureChunks } from "../chunks/index.ts";
 import { CONNECTION_CHECKS, connectBus, connectionOptions, createLocalBus, localConnection, loggerCheck, type BusConnection, type ConnectionOptions, type LocalBus, type Logger } from "../connection/index.ts";
 import { InvalidOptionsError } from "../errors/index.ts";
 import type { Metrics } from "../metrics/index.ts";
@@ -99,6 +100,7 @@ export async function getServices(given: GetServicesOptions = {}): Promise<Servi
     const bus = options.localBus ?? (processLocalBus ??= createLocalBus());
     conn = options.connection ?? localConnection(bus);
     ownsConnection = !options.connection;
+    configureChunks(conn, options);
     let s = bus.buckets.get(subjects.bucket) as RegistryStore | undefined;
     if (!s) bus.buckets.set(subjects.bucket, (s = createMemoryStore()));
     store = s;
@@ -106,6 +108,8 @@ export async function getServices(given: GetServicesOptions = {}): Promise<Servi
     if (options.connection && options.connection.backend !== "nats") throw new InvalidOptionsError('backend "nats" needs a NATS connection; the given one is local');
     conn = options.connection ?? (await connectBus(connectionOptions.pick(options)));
     ownsConnection = !options.connection;
+    // A connection passed in takes this entry's limits too, when any are given.
+    configureChunks(conn, options);
     try {
       // The servers a cluster advertises are what "auto" replication can count on placing.
       const advertised = conn.nc!.info?.connect_urls?.length;

@@ -1,6 +1,7 @@
 import { nuid } from "@nats-io/transport-node";
 import { requestCall, type HostedCall, type OutgoingCall, type Relay } from "../actor/index.ts";
 import { callSettings, createCallIds, MIN_VERSION_HEADER, parseMinVersion, parseRolling, ROLLING_HEADER, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
+import { chunksOf, isChunkRef } from "../chunks/index.ts";
 import type { Codec } from "../codec/index.ts";
 import { abortError, headersOf, type BusConnection } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, InvalidOptionsError, OverloadedError, ReplicaCrashedError, ServiceUnavailableError } from "../errors/index.ts";
@@ -85,6 +86,8 @@ interface Outgoing extends OutgoingCall {
   /** The call this one relays: its cancellation is passed on to wherever this one goes. */
   relayedFrom?: HostedCall;
   payload: Uint8Array;
+  /** The arguments wait in the chunk store under this id (src/chunks) until the call settles. */
+  chunkId?: string | undefined;
   metadata: Readonly<Record<string, string>>;
   /** Relayed from the registry face: the reply goes back as bytes. */
   raw: boolean;
@@ -102,6 +105,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
   const outcomes = p.outcomes ?? NO_CALL_OUTCOMES;
   const { name, replicas } = s;
   const { codec, transport } = conn;
+  const chunks = chunksOf(conn);
   const capacity = o.maxConcurrency + o.maxPending;
   let waiting = 0;
   const tracer = tracerSource();
@@ -220,17 +224,20 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       const c = new RoutedCall(r, codec, allRanks, out.raw, resolve, reject, unreachable, outcomes);
       if (targets.length === 1) {
         requestCall(transport, subjects, targets[0]!, out.payload, out).then(
-          (b) => c.reply(b),
+          // A result in chunks is pulled here; a relay passes its ref on as bytes.
+          (b) => (out.raw || !isChunkRef(b) ? c.reply(b) : pullResult(b, out).then((full) => c.reply(full), (e) => c.pullFailed(e))),
           (e) => c.error(e),
         );
       } else {
         Promise.all(targets.map((t) => requestCall(transport, subjects, t, out.payload, out))).then(
-          (bs) => c.replies(bs),
+          (bs) => (out.raw || !bs.some(isChunkRef) ? c.replies(bs) : Promise.all(bs.map((b) => pullResult(b, out))).then((full) => c.replies(full), (e) => c.pullFailed(e))),
           (e) => c.error(e),
         );
       }
     }), out.raw ? codec : undefined);
   };
+
+  const pullResult = (bytes: Uint8Array, out: Outgoing) => chunks.resolve(bytes, out.deadline, out.signal, `the result of ${name}.${out.method}`);
 
   /** A streaming method's opening becomes the caller's pulling iterator (relays pass it on as bytes). */
   const succeeded = (out: Outgoing, t0: number, v: unknown): unknown => {
@@ -275,10 +282,13 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
   /** A call from this process (service proxy, session, endpoint form): arguments encoded once. */
   const outgoing = (method: string, args: unknown[], opts: RouteOptions | undefined): Outgoing => {
     const st = callSettings(o.timeoutMs, opts?.call);
+    // Large arguments are encoded and stored once, whatever the retries and replicas (fanout).
+    const enc = chunks.encode(args, subjects, st.deadline, Infinity);
     return {
       method,
       args,
-      payload: codec.encode(args),
+      payload: enc.payload,
+      chunkId: enc.id,
       callId: nextCallId(),
       deadline: st.deadline,
       meta: st.meta,
@@ -343,7 +353,13 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     } catch (err) {
       return Promise.reject(err);
     }
-    return route(out, opts);
+    return dropWhenSettled(out, route(out, opts));
+  };
+
+  // Stored arguments go once the call has settled: by then every replica that took it has pulled them.
+  const dropWhenSettled = <T,>(out: Outgoing, p: Promise<T>): Promise<T> => {
+    const id = out.chunkId;
+    return id === undefined ? p : p.finally(() => chunks.drop(id));
   };
 
   // Queue-group routing: NATS picks a replica. No per-replica accounting, so a crash cannot
@@ -355,7 +371,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     try {
       const span = clientSpan(tracer, traced, out.method, out.callId, 0);
       const bytes = await endSpan(span, requestCall(transport, subjects, subjects.replicaQueue(name), out.payload, span ? { ...out, trace: span } : out), codec);
-      return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, bytes));
+      return succeeded(out, t0, out.raw ? bytes : unwrapReply<unknown>(codec, isChunkRef(bytes) ? await pullResult(bytes, out) : bytes));
     } catch (err) {
       recordMethod(out.method, t0, err);
       throw err;
@@ -386,6 +402,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     } catch (err) {
       recordMethod(method, t0, err);
       throw err;
+    } finally {
+      chunks.drop(out.chunkId);
     }
   };
 
@@ -400,7 +418,8 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       }
       if (!viaQueueGroup(opts)) return call(m, a, opts);
       try {
-        return sendQueueGroup(outgoing(m, a, opts));
+        const out = outgoing(m, a, opts);
+        return dropWhenSettled(out, sendQueueGroup(out));
       } catch (err) {
         return Promise.reject(err);
       }
@@ -524,6 +543,11 @@ class RoutedCall implements Inflight {
       return this.settle(e);
     }
     this.settle(undefined, this.allRanks ? vs : vs[0]);
+  }
+
+  /** The replica answered, but its result in chunks could not be pulled: the caller's error, not the replica's health. */
+  pullFailed(err: unknown): void {
+    this.settle(err);
   }
 
   error(err: unknown): void {

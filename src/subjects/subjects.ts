@@ -19,6 +19,7 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.ver.<controllerId>     replica processes' versions (at start, and when a call changed it) sent to one controller
  *   ab.<ns>.cancel.<call subject>  cancellations of calls sent to <call subject> (every host hears)
  *   ab.<ns>.stream.<instanceId>.<id>  a caller's pulls and cancel of one stream served by an instance
+ *   ab.<ns>.chunk.<connectionId>  pulls and releases of large values one connection holds (src/chunks)
  *   KV bucket actorbus_<ns>        keys svc.<service>, inst.<service>.<instanceId>, host.<hostId>
  */
 export interface Subjects {
@@ -47,6 +48,8 @@ export interface Subjects {
   cancel(callSubject: string): string;
   /** Where the caller of one stream pulls items from the instance serving it. */
   stream(instanceId: string, streamId: string): string;
+  /** Where receivers pull the chunks of large values one connection holds, and release them. */
+  chunks(connectionId: string): string;
   /** Every stream of one instance (the instance subscribes once). */
   streams(instanceId: string): string;
   /** Inverse of stream(): the stream id, or undefined. */
@@ -113,6 +116,7 @@ export function subjectsFor(namespace: string): Subjects {
     },
     stream: (id, streamId) => `${prefix}.stream.${id}.${streamId}`,
     streams: (id) => `${prefix}.stream.${id}.*`,
+    chunks: (id) => `${prefix}.chunk.${id}`,
     streamIdOf: (subject) => {
       const dot = subject.lastIndexOf(".");
       return subject.startsWith(`${prefix}.stream.`) && dot > 0 ? subject.slice(dot + 1) : undefined;

@@ -103,10 +103,13 @@ for (const backend of ["local", "nats"] as Backend[]) {
         const err = await h.echo(bad as never).catch((e: any) => e);
         expect(err, String(typeof bad)).to.be.instanceOf(CodecError);
       }
+      // Values over max_payload travel in chunks (test/chunks); over maxValueBytes, nothing is sent.
+      const strict = await getServices({ backend, namespace: services.namespace, servers: testUrl(), maxValueBytes: 1024 * 1024 });
       const big = new Uint8Array(2 * 1024 * 1024);
-      const err: any = await h.echo(big).catch((e: any) => e);
+      const err: any = await (await strict.get<SlowService>("slow")).echo(big).catch((e: any) => e);
+      await strict.close();
       expect(err).to.be.instanceOf(CodecError);
-      expect(err.message).to.contain("max_payload");
+      expect(err.message).to.contain("maxValueBytes");
       const ret = await h.returnsFunction().catch((e: any) => e);
       expect(ret).to.be.instanceOf(CodecError);
       expect((await h.stats()).started).to.equal(0);

@@ -64,6 +64,22 @@ describe("codec", () => {
     expect(back).to.be.instanceOf(Float32Array).and.deep.equal(new Float32Array([1.5, 2.5]));
     expect(back.byteOffset % 4).to.equal(0);
   });
+  it("round-trips many typed arrays in one message, nested in Maps and Sets, small and large", () => {
+    // The encoder stages typed arrays in one buffer of its own: each must be copied out before the next.
+    const big = Float64Array.from({ length: 20_000 }, (_, i) => i / 3); // larger than the stage
+    const value = [
+      new Float32Array([1, 2]),
+      new Int16Array([-3]),
+      new Map([["m", new Uint32Array([4, 5])]]),
+      new Set([new Float32Array([6]), new Int8Array([7, 8])]),
+      big,
+      new Float32Array([9]),
+    ];
+    const bytes = codec.encode(value);
+    const again = codec.encode([new Float32Array([42])]); // reuses the stage: the first result must not change
+    expect(codec.decode(bytes)).to.deep.equal(value);
+    expect(codec.decode(again)).to.deep.equal([new Float32Array([42])]);
+  });
   it("drops undefined fields and keeps null", () => {
     expect(codec.decode(codec.encode({ a: undefined, b: null, c: [undefined] }))).to.deep.equal({ b: null, c: [null] });
   });
