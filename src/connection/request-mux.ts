@@ -110,6 +110,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
         p.reject(e);
       }
       pending.clear();
+      batches.clear();
       return;
     }
     const id = Number(msg.subject.slice(prefixLen));

@@ -86,7 +86,8 @@ describe("services: outlier ejection of a frozen replica (SIGSTOP / SIGCONT)", f
     expect(svc.status().replicas[1]!.pids[0], "the same process: ejected, never restarted").to.equal(victim.pids[0]);
     await load.stop();
     console.log(`      ${sentToFrozen} calls reached the frozen replica, ejected ${ejectedAt - frozenAt} ms after the freeze; ${load.r.failed} of ${load.r.ok + load.r.failed} calls failed`);
-    expect(load.r.failed, `${load.r.failed} failed of ${load.r.ok + load.r.failed}`).to.be.at.most(sentToFrozen);
+    // The calls it held when frozen (status counts lag, so bounded by the lanes) plus those routed to it after.
+    expect(load.r.failed, `${load.r.failed} failed of ${load.r.ok + load.r.failed}`).to.be.at.most(lanes + sentToFrozen);
   });
 
   it("with outlierEjection false, a frozen replica keeps getting calls that time out", async () => {
