@@ -66,7 +66,7 @@ export async function connectBus(options: ConnectionOptions = {}): Promise<BusCo
     const source = !explicit ? undefined : opts.servers !== undefined ? "servers" : "NATS_URL";
     throw explainConnectError(err, urls, { source, devServer: mode, timeoutMs: natsOptions.timeout });
   }
-  const bus = wrapNatsConnection(nc, devServer);
+  const bus = wrapNatsConnection(nc, devServer, { coalesce: opts.coalesce ?? true });
   configureChunks(bus, opts);
   const auth = authOf(opts);
   if (auth) auths.set(bus, auth);
@@ -109,8 +109,8 @@ function explainConnectError(err: unknown, rawUrls: string[], attempt: ConnectAt
 }
 
 /** Wraps an existing nats.js connection (the caller keeps ownership of `nc` unless closing us). */
-export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerProcess): BusConnection {
-  const mux = createRequestMux(nc);
+export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerProcess, o: { coalesce?: boolean } = {}): BusConnection {
+  const mux = createRequestMux(nc, { coalesce: o.coalesce ?? true });
   // Values over the server's limit are refused before the work of encoding them.
   const codec = createCodec({ maxPayload: () => nc.info?.max_payload ?? 1024 * 1024 });
   const hooks = new Set<() => Promise<void>>();

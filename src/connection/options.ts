@@ -44,6 +44,12 @@ export interface ConnectionOptions {
   chunkThresholdBytes?: number;
   /** The largest argument or result this connection sends or accepts, in bytes (default 1 GiB). */
   maxValueBytes?: number;
+  /**
+   * Calls made to one subject in one turn leave as one message (default true). Hosts answer
+   * such calls combined on the caller's inbox prefix: a NATS user that may only answer requests
+   * (`allow_responses`) and not publish to the callers' inboxes needs its callers to set false.
+   */
+  coalesce?: boolean;
 }
 
 export const DEFAULT_URL = "nats://127.0.0.1:4222";
@@ -76,6 +82,7 @@ export const CONNECTION_CHECKS = {
   maxReconnectAttempts: int({ min: -1, hint: "-1 keeps reconnecting forever" }),
   reconnectTimeWaitMs: durationMs({ min: 0 }),
   connectTimeoutMs: durationMs({ min: 1 }),
+  coalesce: bool(),
   ...CHUNK_CHECKS,
 } satisfies SpecFor<ConnectionOptions>;
 

@@ -78,7 +78,7 @@ export function inboxPrefixOf(nc: NatsConnection): string {
   return (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix || "_INBOX";
 }
 
-export function createRequestMux(nc: NatsConnection): RequestMux {
+export function createRequestMux(nc: NatsConnection, o: { coalesce: boolean } = { coalesce: true }): RequestMux {
   const inbox = replyInbox(inboxPrefixOf(nc), nuid.next());
   const prefixLen = inbox.prefix.length;
   const pending = new Map<number, Pending>();
@@ -233,7 +233,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
         }
         pending.set(id, p);
         deadlines.add(id, timeoutMs);
-        if (options?.coalesce) {
+        if (options?.coalesce && o.coalesce) {
           const block = options.headers ? headerBlock(options.headers) : NO_HEADERS;
           const q: Queued = { token: id, p, headerBlock: block, headerBytes: Buffer.byteLength(block), data };
           const list = queued.get(subject);

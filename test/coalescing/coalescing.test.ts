@@ -126,6 +126,23 @@ describe("coalescing: calls to one subject in one tick", function () {
     expect(spy.calls).to.deep.equal([{ batch: 1, bytes: spy.calls[0]!.bytes }]);
   });
 
+  it("with coalesce: false on the caller's connection, every call is a message of its own and no reply is combined", async () => {
+    const h = await services.registerWithOptions("slow", SlowService, { maxConcurrency: 64 });
+    const plain = await getServices({ namespace: ns, servers: testUrl(), coalesce: false });
+    try {
+      spy = await spyOn(testUrl(), subjectsFor(ns).call("slow"));
+      const caller = await plain.get<SlowService>("slow");
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => caller.echo(i)));
+      expect(results).to.deep.equal(Array.from({ length: 20 }, (_, i) => i));
+      await until(() => spy!.calls.length >= 20);
+      expect(spy.calls.every((c) => c.batch === 1)).to.equal(true);
+      expect(spy.combined).to.deep.equal([]);
+      expect(await h.echo("coalescing callers still batch")).to.equal("coalescing callers still batch");
+    } finally {
+      await plain.close();
+    }
+  });
+
   it("give each call of a batch its own outcome: results, remote errors, unknown methods, unencodable results, timeouts", async () => {
     const h = await services.registerWithOptions("slow", SlowService, { maxConcurrency: 8 });
     const tight = withOptions(h, { timeoutMs: 150 });
