@@ -23,6 +23,8 @@ export interface TransportKit {
   server<I = any, O = any>(opts?: { maxBuffered?: number }): InferenceTransport<I, O> & { buffered: number };
   /** A client-side transport talking to the last `server()` (same object in process). */
   client<I = any, O = any>(): InferenceTransport<I, O>;
+  /** Resolves once the NATS server has the servers' subscriptions (their own connection's flush). */
+  serversSubscribed(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function inProcessKit(): Promise<TransportKit> {
     kind: "in-process",
     server: (opts) => (shared ??= new InProcessTransport(opts)) as any,
     client: () => (shared ??= new InProcessTransport()) as any,
+    serversSubscribed: async () => {},
     close: async () => {},
   };
 }
@@ -54,6 +57,7 @@ export async function natsKit(url: string): Promise<TransportKit> {
     kind: "nats",
     server: (opts) => make(serverConn, opts ?? {}) as any,
     client: () => make(clientConn, {}) as any,
+    serversSubscribed: () => serverConn.transport.flush(),
     async close() {
       await Promise.all(made.map((t) => t.close()));
       await Promise.all([serverConn.close(), clientConn.close()]);

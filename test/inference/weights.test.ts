@@ -356,6 +356,8 @@ for (const kind of ["in-process", "nats"] as const) {
       };
       const st = kit.server();
       const s1 = serve(new InferenceServer(doubling, st, { weightSync: bad.receiver }).start());
+      // ready() waits for connect(), held here: make sure the request finds the server otherwise.
+      await kit.serversSubscribed();
       const queued = kit.client().submit(obs(1), { timeoutMs: 5_000 });
       await until(() => st.buffered === 1, 5_000, "request queued while connect() runs");
       g.open();
