@@ -1,4 +1,4 @@
-import { CALL_HEADER, META_HEADER, parseCallHeader, parseMetadata } from "../call/index.ts";
+import { CALL_HEADER, META_HEADER, MIN_VERSION_HEADER, parseCallHeader, parseMetadata, ROLLING_HEADER } from "../call/index.ts";
 import { isChunkRef } from "../chunks/index.ts";
 import type { Codec } from "../codec/index.ts";
 import { BATCH_HEADER, brief, type headersOf, type Inbound } from "../connection/index.ts";
@@ -15,7 +15,9 @@ const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
  * with headersOf). A message with the batch header carries several calls (src/connection/batch.ts).
  */
 export const CALL_HEADERS = [CALL_HEADER, META_HEADER, BATCH_HEADER, TRACEPARENT, TRACESTATE] as const;
-export type CallHeaders = ReturnType<typeof headersOf<typeof CALL_HEADERS>>;
+/** A relaying host (a service's registry face) also routes on these: read in the same pass. */
+export const RELAY_CALL_HEADERS = [...CALL_HEADERS, MIN_VERSION_HEADER, ROLLING_HEADER] as const;
+export type CallHeaders = ReturnType<typeof headersOf<typeof CALL_HEADERS>> | ReturnType<typeof headersOf<typeof RELAY_CALL_HEADERS>>;
 
 /**
  * The call a message carries, given its CALL_HEADERS, or throws a CodecError saying what is
@@ -33,6 +35,10 @@ export function parseCall(msg: Inbound, headers: CallHeaders, name: string, code
   // W3C trace context, relayed as is when no span is made here (headers[3], headers[4]).
   const call = new HostedCall(msg, h.callId, h.method, Date.now() + h.remainingMs, metadata, metaHeader, args, headers[3], headers[4]);
   call.chunked = chunked;
+  if (headers.length > CALL_HEADERS.length) {
+    call.minVersionHeader = headers[5] ?? "";
+    call.rollingHeader = headers[6] ?? "";
+  }
   return call;
 }
 

@@ -4,7 +4,7 @@ import { CodecError, ServiceUnavailableError } from "../errors/index.ts";
 import { NO_METRICS, type MetricsSink } from "../metrics/index.ts";
 import { encodeErr, respondSafely } from "../reply/index.ts";
 import { QUEUE_ACTORS, type Subjects } from "../subjects/index.ts";
-import { CALL_HEADERS, parseCall, refuseMethod, type CallHeaders } from "./call-request.ts";
+import { CALL_HEADERS, parseCall, RELAY_CALL_HEADERS, refuseMethod, type CallHeaders } from "./call-request.ts";
 import { createHostControl } from "./control.ts";
 import type { HostedCall } from "./hosted-call.ts";
 import { createMailbox } from "./mailbox.ts";
@@ -74,6 +74,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const drainSubs: Subscription[] = [];
   let controlSub: Subscription | undefined;
   const relay = relayOf(instance);
+  const headerNames = relay ? RELAY_CALL_HEADERS : CALL_HEADERS;
   let accepting = false;
   let stopping: Promise<void> | undefined;
   const info: InstanceInfo = {
@@ -169,7 +170,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       log.warn("call without reply subject dropped", { ...where("call"), bytes: msg.data.length });
       return;
     }
-    const headers = headersOf(msg, CALL_HEADERS);
+    const headers = headersOf(msg, headerNames);
     if (!headers[2]) return accept(msg, headers);
     let batch: Inbound[];
     try {
@@ -178,7 +179,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
       return malformed(msg, err);
     }
     for (const call of batch) {
-      const h = headersOf(call, CALL_HEADERS);
+      const h = headersOf(call, headerNames);
       if (h[2]) malformed(call, new CodecError("a batch inside a batch"));
       else accept(call, h);
     }

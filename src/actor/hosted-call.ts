@@ -12,6 +12,9 @@ export class HostedCall implements CallContext {
   /** Cancelled before it ran: the queue skips it. */
   cancelled = false;
   started = false;
+  /** A relayed call's Ab-Min-Version and Ab-Rolling headers ("" when absent or not relayed). */
+  minVersionHeader = "";
+  rollingHeader = "";
   /** The timeout its deadline was watched with once its signal was made (0: not watched). */
   watchedMs = 0;
   private controller: AbortController | undefined;

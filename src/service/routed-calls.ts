@@ -1,9 +1,9 @@
 import { nuid } from "@nats-io/transport-node";
 import { requestCall, type HostedCall, type OutgoingCall, type Relay } from "../actor/index.ts";
-import { callSettings, createCallIds, MIN_VERSION_HEADER, parseMinVersion, parseRolling, ROLLING_HEADER, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
+import { callSettings, createCallIds, parseMinVersion, parseRolling, type ResolvedCallOptions, type ResolvedRollingOptions } from "../call/index.ts";
 import { chunksOf, isChunkRef } from "../chunks/index.ts";
 import type { Codec } from "../codec/index.ts";
-import { abortError, headersOf, type BusConnection } from "../connection/index.ts";
+import { abortError, type BusConnection } from "../connection/index.ts";
 import { CallTimeoutError, ClosedError, InvalidOptionsError, OverloadedError, ReplicaCrashedError, ServiceUnavailableError } from "../errors/index.ts";
 import { unwrapReply } from "../reply/index.ts";
 import { materialize } from "../stream/index.ts";
@@ -97,8 +97,6 @@ interface Outgoing extends OutgoingCall {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-/** What the service's relay reads of a call's headers beyond Ab-Call/Ab-Meta, in one pass. */
-const RELAY_HEADERS = [MIN_VERSION_HEADER, ROLLING_HEADER] as const;
 
 export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
   const { state: s, conn, subjects, options: o, recordMethod, unreachable, versions } = p;
@@ -428,10 +426,9 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
     relay: (job, payload) => {
       let out: Outgoing;
       try {
-        const [minVersion, roll] = headersOf(job.msg, RELAY_HEADERS);
-        const rolling = parseRolling(roll);
+        const rolling = parseRolling(job.rollingHeader);
         if (rolling) return p.rollRelayed(job, payload, rolling);
-        out = relayed(job, payload, parseMinVersion(minVersion));
+        out = relayed(job, payload, parseMinVersion(job.minVersionHeader));
         if (out.minVersion !== undefined) checkRoutesByVersion();
       } catch (err) {
         return Promise.reject(err);
