@@ -6,7 +6,8 @@ import type { Subjects } from "../subjects/index.ts";
 import { durationMs } from "../options/index.ts";
 import { codeOf, NO_METRICS, type MethodRecorder, type MetricsSink } from "../metrics/index.ts";
 import { unwrapReply } from "../reply/index.ts";
-import { requestCall } from "./send-call.ts";
+import { requestCall, type OutgoingCall } from "./send-call.ts";
+import type { DirectRoutes } from "../registry/direct-routes.ts";
 import { materialize, streamable } from "../stream/index.ts";
 import { clientSpan, endSpan, tracerSource, type TraceTarget } from "../tracing/index.ts";
 
@@ -48,6 +49,12 @@ export interface HandleParams {
    * (`rolling(handle)`): asked when a roll is made, from the registry record.
    */
   isReplicated?: () => Promise<boolean>;
+  /**
+   * Routes calls straight to a replicated service's replicas (src/registry/direct-routes.ts);
+   * asked on each call, so the routes start with the first one. Undefined: every call goes to
+   * the service's subject.
+   */
+  direct?: () => DirectRoutes | undefined;
 }
 
 // Names that generic code probes on any object (await, JSON.stringify, util.inspect, test
@@ -86,6 +93,8 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
   const tracer = tracerSource();
   const traced: TraceTarget = { namespace: subjects.namespace, service: name, subject };
 
+  // Made with the first call (a registry closed before gives none): one lookup per handle, not per call.
+  let direct: DirectRoutes | null | undefined;
   const call = (method: string, args: unknown[], rec: MethodRecorder, rolling?: ResolvedRollingOptions): Promise<unknown> => {
     const s = callSettings(timeoutMs, opts);
     let out: ChunkedPayload;
@@ -97,7 +106,10 @@ export function createHandle<T>(p: HandleParams): ServiceHandle<T> {
     }
     const callId = nextId();
     const span = clientSpan(tracer, traced, method, callId); // undefined while no SDK is registered
-    let sent = requestCall(transport, subjects, subject, out.payload, { method, callId, deadline: s.deadline, meta: s.meta, signal: s.signal, minVersion: opts?.minVersion, rolling, trace: span });
+    const outgoing: OutgoingCall = { method, callId, deadline: s.deadline, meta: s.meta, signal: s.signal, minVersion: opts?.minVersion, rolling, trace: span };
+    // A roll is the registry face's to run; any other call may go straight to a replica.
+    if (p.direct && direct === undefined) direct = p.direct() ?? null;
+    let sent = (rolling === undefined ? direct?.send(out.payload, outgoing, subject) : undefined) ?? requestCall(transport, subjects, subject, out.payload, outgoing);
     if (out.id !== undefined) {
       const id = out.id;
       sent = sent.finally(() => chunks.drop(id));

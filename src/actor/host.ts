@@ -57,6 +57,11 @@ export interface ActorHostParams {
    * serving it, and its lifecycle methods are not callable. Default true.
    */
   owned?: boolean;
+  /**
+   * A replica of a replicated service: a call marked as part of a rolling update (Ab-Rolling)
+   * runs alone, after the calls before it and before those after, so none sees it half-done.
+   */
+  rollable?: boolean;
   /** Where the host's calls, in-flight and queue figures go (default: nowhere, at no cost). */
   metrics?: MetricsSink;
 }
@@ -74,7 +79,7 @@ export function createActorHost(p: ActorHostParams): ActorHost {
   const drainSubs: Subscription[] = [];
   let controlSub: Subscription | undefined;
   const relay = relayOf(instance);
-  const headerNames = relay ? RELAY_CALL_HEADERS : CALL_HEADERS;
+  const headerNames = relay || p.rollable ? RELAY_CALL_HEADERS : CALL_HEADERS;
   let accepting = false;
   let stopping: Promise<void> | undefined;
   const info: InstanceInfo = {

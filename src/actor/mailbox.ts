@@ -246,7 +246,9 @@ export function createMailbox(p: MailboxParams): Mailbox {
       }
       job.onSignal = watchDeadline;
       live.set(job.callId, job);
-      queue.push(job);
+      // Only a rollable host (a replica) reads the header; a relay rolls it over its replicas instead.
+      if (job.rollingHeader !== "" && !relay) queue.pushExclusive(job);
+      else queue.push(job);
     },
     reply,
     cancel(callId) {

@@ -10,6 +10,11 @@ export interface RunQueue<J> {
   /** Jobs waiting for a slot. */
   readonly waiting: number;
   push(job: J): void;
+  /**
+   * A job that runs alone (a rolling update's call on a replica): after the jobs before it have
+   * finished, and before any job pushed after it starts.
+   */
+  pushExclusive(job: J): void;
   /** Drops the waiting jobs and returns them. */
   clear(): J[];
   /** Resolves when nothing runs or waits. */
@@ -22,24 +27,37 @@ export function createRunQueue<J>(concurrency: number, run: (job: J) => Promise<
   let head = 0;
   let running = 0;
   let idle: (() => void)[] = [];
+  // Exclusive jobs waiting, and whether one runs: rare, so the common path tests a size and a flag.
+  const exclusive = new Set<J>();
+  let alone = false;
 
   const start = (job: J) => {
     running++;
+    const single = exclusive.size > 0 && exclusive.delete(job);
+    if (single) alone = true;
     let out: Promise<void> | void;
     try {
       out = run(job);
     } catch {
       out = undefined;
     }
-    if (out) out.then(done, done);
-    else done();
+    const end = single ? doneAlone : done;
+    if (out) out.then(end, end);
+    else end();
   };
+
+  function doneAlone() {
+    alone = false;
+    done();
+  }
 
   // One shared continuation for every job: the job itself is not needed to free its slot.
   function done() {
     running--;
-    while (running < concurrency && head < waiting.length) {
+    while (running < concurrency && head < waiting.length && !alone) {
       const next = waiting[head]!;
+      // An exclusive job waits at the head until the running ones have finished.
+      if (exclusive.size > 0 && exclusive.has(next) && running > 0) break;
       waiting[head++] = undefined as J; // let it be collected while the array lives on
       start(next);
     }
@@ -62,10 +80,16 @@ export function createRunQueue<J>(concurrency: number, run: (job: J) => Promise<
       return waiting.length - head;
     },
     push(job) {
-      if (running < concurrency && head === waiting.length) start(job);
+      if (running < concurrency && head === waiting.length && !alone) start(job);
+      else waiting.push(job);
+    },
+    pushExclusive(job) {
+      exclusive.add(job);
+      if (running === 0 && head === waiting.length) start(job);
       else waiting.push(job);
     },
     clear() {
+      exclusive.clear();
       const dropped = waiting.slice(head);
       waiting = [];
       head = 0;

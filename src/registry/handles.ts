@@ -4,6 +4,7 @@ import type { MetricsSink } from "../metrics/index.ts";
 import { LegacyServiceError, ServiceNotFoundError, ServiceUnavailableError, type ActorBusError } from "../errors/index.ts";
 import { validateName, type Subjects } from "../subjects/index.ts";
 import { handleOptions } from "./handle-options.ts";
+import { createDirectRoutes, type DirectRoutes } from "./direct-routes.ts";
 import type { ServiceLiveness } from "./liveness.ts";
 import type { RecordReads } from "./record-reads.ts";
 import type { HandleOptions, ServiceClient } from "./types.ts";
@@ -15,6 +16,8 @@ export interface RegistryHandles {
   get<T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>>;
   at<T>(name: string, opts?: HandleOptions): ServiceHandle<T>;
   getClient<T>(name: string, opts?: HandleOptions): Promise<ServiceClient<T>>;
+  /** Stops following the route tables of replicated services. */
+  close(): void;
 }
 
 export interface RegistryHandlesParams {
@@ -112,9 +115,23 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
     });
   };
 
+  // One route-table subscription per replicated service, shared by every handle of this registry.
+  const routes = new Map<string, DirectRoutes>();
+  let routesClosed = false;
+  const directRoutes = (name: string): DirectRoutes | undefined => {
+    let d = routes.get(name);
+    if (!d && !routesClosed) routes.set(name, (d = createDirectRoutes({ conn, subjects, service: name })));
+    return d;
+  };
+  // Only a replicated service's controller publishes routes; a handle made at once (at()) does
+  // not know the kind and listens in case (one subscription per name).
+  const directFor = (name: string, kind: string | undefined) =>
+    conn.backend === "nats" && (kind === undefined || kind === "service") ? () => directRoutes(name) : undefined;
+
   // A factory function declares no methods: an empty list would put every call under "other".
   const makeHandle = <T>(name: string, timeoutMs: number, methods?: readonly string[], kind?: string): ServiceHandle<T> =>
     createHandle<T>({
+      direct: directFor(name, kind),
       // Known from the record a lookup read; a handle made at once (at()) reads it when it rolls.
       isReplicated: async () => (kind ?? (await readRecord(name))?.record.kind) === "service",
       conn,
@@ -147,7 +164,7 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
         { details: { service: name, namespace: ns, kind: record.kind, registration: record.registration ?? "factory" } },
       );
     }
-    return makeHandle<T>(name, timeoutMs, record.methods) as unknown as ServiceClient<T>;
+    return makeHandle<T>(name, timeoutMs, record.methods, record.kind) as unknown as ServiceClient<T>;
   };
 
   const getImpl = async <T>(name: string, opts?: HandleOptions): Promise<ServiceHandle<T>> => {
@@ -157,6 +174,11 @@ export function createRegistryHandles(p: RegistryHandlesParams): RegistryHandles
 
   return {
     makeHandle,
+    close() {
+      routesClosed = true;
+      for (const d of routes.values()) d.close();
+      routes.clear();
+    },
     get: getImpl,
     getClient: getClientImpl,
     at: <T>(name: string, opts?: HandleOptions) => {

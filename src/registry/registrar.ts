@@ -154,7 +154,7 @@ export function createRegistrar(p: RegistrarParams): Registrar {
         await store.delete(subjects.serviceKey(name), revision).catch(() => {});
         throw err;
       }
-      return makeHandle<T>(name, options.timeoutMs);
+      return makeHandle<T>(name, options.timeoutMs, undefined, recordKindOf(factory));
     } finally {
       claim.unsubscribe();
     }
@@ -170,7 +170,7 @@ export function createRegistrar(p: RegistrarParams): Registrar {
     if ((await store.create(subjects.serviceKey(name), record)) === undefined && !(await liveRecord(name))) {
       await store.create(subjects.serviceKey(name), record);
     }
-    return makeHandle<T>(name, options.timeoutMs);
+    return makeHandle<T>(name, options.timeoutMs, undefined, recordKindOf(factory));
   };
 
   const registerInstanceImpl = async <T extends object>(name: string, instance: T, actorOptions: ActorOptions | undefined): Promise<ServiceClient<T>> => {

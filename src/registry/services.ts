@@ -51,6 +51,7 @@ export function createRegistry(p: RegistryParams): Services {
     state.closing ??= (async () => {
       state.closed = true;
       unhook();
+      handles.close();
       await watches.closeAll();
       await registrar.closeHosted();
       if (p.ownsConnection) await conn.close();

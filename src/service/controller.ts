@@ -16,6 +16,7 @@ import { createServiceReporter } from "./reporter.ts";
 import { createOutlierEjection } from "./outlier-ejection.ts";
 import { createRoutedCalls, type RouteOptions, type SessionState } from "./routed-calls.ts";
 import { createRollingUpdates } from "./rolling.ts";
+import { createRouteAnnouncer } from "./route-announcer.ts";
 import { createReplicaVersions } from "./versions.ts";
 import type { ResolvedCallOptions, ResolvedRollingOptions } from "../call/index.ts";
 import type { ServiceReport } from "./types.ts";
@@ -86,6 +87,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const versions = createReplicaVersions({ state: s, transport, codec: conn.codec, subjects, procs: o.procs });
   const reporter = createServiceReporter({ state: s, conn, subjects, namespace, className: p.base.name, placement: launcher.mode, options: o, methods, versionOf: versions.of, rolling: () => rolling.current() });
   const calls = createRoutedCalls({ state: s, conn, subjects, options: o, recordMethod: reporter.recordMethod, unreachable: supervisor.unreachable, versions, outcomes: ejection, rollRelayed: (job, payload, ro) => rolling.rollRelayed(job, payload, ro) });
+  const routes = createRouteAnnouncer({ state: s, conn, subjects, options: o, versionOf: versions.of });
   const rolling = createRollingUpdates({ state: s, options: o, prepare: calls.prepare, prepareRelayed: calls.prepareRelayed, recordMethod: reporter.recordMethod });
 
   // --- registration: the controller is the registry's owner instance of the service ---------
@@ -110,7 +112,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
   const record = await services.describe(name);
   s.controllerId = record?.owner.instanceId ?? nuid.next();
 
-  const subs: Subscription[] = [supervisor.listen(), versions.listen()];
+  const subs: Subscription[] = [supervisor.listen(), versions.listen(), routes.listen()];
   const unwatch = watchReplicas(sinkOf(services.metrics), namespace, name, s.replicas);
   reporter.listen();
   await transport.flush();
@@ -120,6 +122,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
     shutdownPromise ??= (async () => {
       s.state = "stopping";
       notifyChange(s);
+      routes.stop();
       supervisor.stopHeartbeats();
       ejection.stop();
       await calls.drain();

@@ -82,6 +82,7 @@ async function serve(msg: StartMessage): Promise<void> {
     hostId: msg.hostId,
     options: resolveActorOptions(spec.actor, `replica ${spec.label}`),
     callSubjects,
+    rollable: true,
     onRemoteStop: () => void exit(0, 0),
   });
   await host.listenControl();

@@ -57,7 +57,7 @@ export interface RollingUpdates {
 export interface RollingParams {
   state: ControllerState;
   options: ResolvedServiceOptions;
-  prepare(method: string, args: unknown[], call?: ResolvedCallOptions): PreparedCall;
+  prepare(method: string, args: unknown[], call: ResolvedCallOptions | undefined, rolling: ResolvedRollingOptions): PreparedCall;
   prepareRelayed(job: HostedCall, payload: Uint8Array): PreparedCall;
   recordMethod(method: string, t0: number, err?: unknown): void;
 }
@@ -151,6 +151,7 @@ export function createRollingUpdates(p: RollingParams): RollingUpdates {
         if (!alive()) return; // died or restarting since the roll began: skipped, as fanout skips it
         r.updating = true;
         mine.updating.push(r.index);
+        notifyChange(s); // out of the route table that registry handles follow
         try {
           // A call that picked this replica just before may still be on its way to sendTo (a few
           // promise hops, never a wait for I/O): after this turn of the event loop it is counted
@@ -191,7 +192,7 @@ export function createRollingUpdates(p: RollingParams): RollingUpdates {
   return {
     async roll(method, args, callOptions, ro) {
       checkRoutable();
-      return run(p.prepare(method, args, callOptions), ro);
+      return run(p.prepare(method, args, callOptions, ro), ro);
     },
     async rollRelayed(job, payload, ro) {
       checkRoutable();

@@ -44,7 +44,7 @@ export interface RoutedCalls {
   /** The registry face's calls: their bytes go to a replica and the reply's bytes come back. */
   relay: Relay;
   /** One call encoded once, for replicas chosen elsewhere (rolling updates): no routing, no retries. */
-  prepare(method: string, args: unknown[], call?: ResolvedCallOptions): PreparedCall;
+  prepare(method: string, args: unknown[], call: ResolvedCallOptions | undefined, rolling: ResolvedRollingOptions): PreparedCall;
   /** The same for a relayed call's bytes (a roll asked for through the registry); replies stay bytes. */
   prepareRelayed(job: HostedCall, payload: Uint8Array): PreparedCall;
   openSession(rebind: boolean): SessionState;
@@ -435,8 +435,9 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       }
       return (viaQueueGroup(undefined) ? sendQueueGroup(out) : route(out)) as Promise<Uint8Array>;
     },
-    prepare(method, args, call) {
-      const out = outgoing(method, args, { call });
+    prepare(method, args, call, ro) {
+      // Ab-Rolling tells the replica to run the call alone (src/actor/run-queue.ts).
+      const out = { ...outgoing(method, args, { call }), rolling: ro };
       return { method, deadline: out.deadline, signal: out.signal, send: (r) => sendTo(r, out, false) };
     },
     prepareRelayed(job, payload) {
@@ -445,7 +446,7 @@ export function createRoutedCalls(p: RoutedCallsParams): RoutedCalls {
       const ac = new AbortController();
       job.onAbort = (reason) => ac.abort(reason);
       const deadline = answerBy(job.deadline);
-      const out: Outgoing = { ...relayed(job, payload, undefined), relayedFrom: undefined, signal: ac.signal, deadline };
+      const out: Outgoing = { ...relayed(job, payload, undefined), relayedFrom: undefined, signal: ac.signal, deadline, rolling: parseRolling(job.rollingHeader) };
       // A replica's error reply fails its update (decoded only then); results stay bytes.
       const checked = (bytes: unknown) => {
         if ((bytes as Uint8Array)[1] === 1) unwrapReply(codec, bytes as Uint8Array);

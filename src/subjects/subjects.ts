@@ -15,6 +15,8 @@ import { validateName } from "./names.ts";
  *   ab.<ns>.replica.<id>.<rank>    one process of a replica (service routing, issue 3)
  *   ab.<ns>.rq.<service>           replicas of a service in queue group "replicas" (queue-group routing)
  *   ab.<ns>.ctrl.<service>         a replicated service's controller: status requests
+ *   ab.<ns>.routes.<service>       the controller's route table, published on change (handles route to replicas)
+ *   ab.<ns>.routes.<service>.get   the current route table, on request
  *   ab.<ns>.evt.<controllerId>     replica process lifecycle events (exits) sent to one controller
  *   ab.<ns>.ver.<controllerId>     replica processes' versions (at start, and when a call changed it) sent to one controller
  *   ab.<ns>.cancel.<call subject>  cancellations of calls sent to <call subject> (every host hears)
@@ -38,6 +40,10 @@ export interface Subjects {
   replica(replicaId: string, rank: number): string;
   replicaQueue(service: string): string;
   controller(service: string): string;
+  /** Where a replicated service's controller publishes its route table (src/registry/direct-routes.ts). */
+  routes(service: string): string;
+  /** Where a handle asks a replicated service's controller for its current route table. */
+  routesRequest(service: string): string;
   events(controllerId: string): string;
   /** Where a service's replica processes tell its controller their `version`. */
   versions(controllerId: string): string;
@@ -108,6 +114,8 @@ export function subjectsFor(namespace: string): Subjects {
     replica: (id, rank) => `${prefix}.replica.${id}.${rank}`,
     replicaQueue: (s) => `${prefix}.rq.${validateName("service", s)}`,
     controller: (s) => `${prefix}.ctrl.${validateName("service", s)}`,
+    routes: (s) => `${prefix}.routes.${validateName("service", s)}`,
+    routesRequest: (s) => `${prefix}.routes.${validateName("service", s)}.get`,
     events: (id) => `${prefix}.evt.${id}`,
     versions: (id) => `${prefix}.ver.${id}`,
     cancel: (callSubject) => {

@@ -60,4 +60,50 @@ describe("run queue (no NATS)", () => {
     await q.onIdle();
     expect(seen).to.deep.equal(Array.from({ length: 5000 }, (_, i) => i));
   });
+
+  it("an exclusive job (a rolling update's call) waits for the running jobs and runs alone; later jobs wait for it", async () => {
+    const gates = new Map<string, ReturnType<typeof gate>>();
+    const log: string[] = [];
+    let running = 0;
+    const q = createRunQueue<string>(4, async (j) => {
+      log.push(`start ${j} (${running} running)`);
+      running++;
+      const g = gate();
+      gates.set(j, g);
+      await g.p;
+      running--;
+      log.push(`end ${j}`);
+    });
+    const tick = () => new Promise((r) => setImmediate(r));
+    q.push("a");
+    q.push("b");
+    q.pushExclusive("update");
+    q.push("c");
+    expect(log).to.deep.equal(["start a (0 running)", "start b (1 running)"]);
+    gates.get("a")!.open();
+    await tick();
+    expect(log.at(-1), "still waits for b").to.equal("end a");
+    gates.get("b")!.open();
+    await tick();
+    expect(log.slice(-2)).to.deep.equal(["end b", "start update (0 running)"]);
+    q.push("d"); // arrives mid-update: waits, though slots are free
+    await tick();
+    expect(log.at(-1)).to.equal("start update (0 running)");
+    gates.get("update")!.open();
+    await tick();
+    expect(log.slice(-3)).to.deep.equal(["end update", "start c (0 running)", "start d (1 running)"]);
+    gates.get("c")!.open();
+    gates.get("d")!.open();
+    await q.onIdle();
+    // Idle queue: an exclusive job starts at once.
+    q.pushExclusive("u2");
+    expect(log.at(-1)).to.equal("start u2 (0 running)");
+    q.push("e");
+    expect(log.at(-1)).to.equal("start u2 (0 running)");
+    gates.get("u2")!.open();
+    await tick();
+    expect(log.at(-1)).to.equal("start e (0 running)");
+    gates.get("e")!.open();
+    await q.onIdle();
+  });
 });
