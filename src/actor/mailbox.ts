@@ -131,6 +131,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
       maxPayload: transport.maxPayload,
       // The generator's body runs inside next(): give it the call's context there.
       enter: (fn) => runInCall(job, fn),
+      large: { chunks, subjects, deadline: job.deadline },
     });
     streams.set(id, stream);
     send(job.msg, codec.encode([2, subjects.stream(p.instanceId, id), DEFAULT_WINDOW, Math.max(1, job.deadline - Date.now())]), "call");

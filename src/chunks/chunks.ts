@@ -1,10 +1,10 @@
-import type { BusConnection } from "../connection/index.ts";
-import type { EncodeLimit } from "../codec/index.ts";
+import type { BusConnection, Transport } from "../connection/index.ts";
+import type { Codec, EncodeLimit } from "../codec/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { DEFAULT_CHUNK_SETTINGS, HEADROOM, MAX_CHUNK, type ChunkSettings } from "./options.ts";
 import { pullChunks } from "./pull.ts";
 import { decodeRef, isChunkRef } from "./ref.ts";
-import { createChunkStore, type ChunkStore } from "./store.ts";
+import { createBufferPool, createChunkStore, releaseRequest, type ChunkStore } from "./store.ts";
 
 /** A value ready to send: inline bytes, or a ref to what the store now holds under `id`. */
 export interface Outgoing {
@@ -41,11 +41,44 @@ export interface Chunks {
 // Hung off the connection it serves, not on it: a BusConnection stays a plain interface.
 const byConnection = new WeakMap<BusConnection, Chunks>();
 
+// Code handed only a transport (a stream's caller end) finds the chunk side of its connection here.
+const byTransport = new WeakMap<Transport, Chunks>();
+
 /** The connection's chunk side, made on first use with the defaults unless configured. */
 export function chunksOf(conn: BusConnection): Chunks {
   let c = byConnection.get(conn);
-  if (!c) byConnection.set(conn, (c = createChunks(conn, DEFAULT_CHUNK_SETTINGS)));
+  if (!c) {
+    byConnection.set(conn, (c = createChunks(conn, DEFAULT_CHUNK_SETTINGS)));
+    if (!byTransport.has(conn.transport)) byTransport.set(conn.transport, c);
+  }
   return c;
+}
+
+/**
+ * The chunk side of the connection `transport` belongs to, for pulling values. A transport whose
+ * connection never made one (none of actorbus' own) gets one with the defaults that only pulls:
+ * it has no connection to close a store with.
+ */
+export function chunksOfTransport(transport: Transport, codec: Codec): Chunks {
+  let c = byTransport.get(transport);
+  if (!c) {
+    const receiver = { transport, codec, onClose: () => () => {} } as unknown as BusConnection;
+    byTransport.set(transport, (c = createChunks(receiver, DEFAULT_CHUNK_SETTINGS)));
+  }
+  return c;
+}
+
+/**
+ * Tells the holder of the value `ref` names that this receiver will not pull it (a stream
+ * item its consumer stopped before): it need not wait for its deadline to free it.
+ */
+export function releaseRef(transport: Transport, ref: Uint8Array): void {
+  try {
+    const { subject, id } = decodeRef(ref);
+    transport.publish(subject, releaseRequest(id));
+  } catch {
+    // A malformed ref names nothing to free; a closing connection frees nothing either way.
+  }
 }
 
 /** Sets a connection's limits (connectBus, getServices); values not given keep their defaults. */
@@ -61,6 +94,9 @@ function createChunks(conn: BusConnection, defaults: Readonly<ChunkSettings>): C
   const { transport, codec } = conn;
   const settings: ChunkSettings = { ...defaults };
   let store: ChunkStore | undefined;
+  // Large values are assembled in the buffers of values the store has dropped (store.ts).
+  const pool = createBufferPool();
+  const alloc = (size: number) => pool.alloc(size);
   const pulling = new Set<Uint8Array>();
   const limit: EncodeLimit = { bytes: settings.maxValueBytes, name: "maxValueBytes" };
   // Read per send: a reconnect may land on a server with another max_payload.
@@ -73,10 +109,10 @@ function createChunks(conn: BusConnection, defaults: Readonly<ChunkSettings>): C
     settings,
     encode(value, subjects, deadline, consumers) {
       limit.bytes = settings.maxValueBytes;
-      const bytes = codec.encode(value, limit);
+      const bytes = codec.encode(value, limit, alloc);
       if (bytes.length <= threshold()) return { payload: bytes, id: undefined };
       if (!store) {
-        store = createChunkStore(transport);
+        store = createChunkStore(transport, pool);
         const s = store;
         conn.onClose(async () => s.close());
       }

@@ -26,8 +26,10 @@ export interface PullOptions {
  * Pulls the value `ref` names into one buffer: up to `window` chunk requests in flight (the
  * receiver's credit; the sender sends nothing unasked), each checked for its length, the whole
  * for its sha256 digest, hashed in order as chunks arrive (while the next ones are on the wire)
- * and compared with the sender's, asked for once every chunk is in. Whatever happens, the sender is told the receiver is done with it, and a
- * partial buffer is dropped at once.
+ * and compared with the sender's. The sender's is asked for right after the last chunk (it is
+ * of the whole value it holds, whenever asked), so it arrives behind that chunk rather than a
+ * round trip after it; it is compared once every chunk is in. Whatever happens, the sender is
+ * told the receiver is done with it, and a partial buffer is dropped at once.
  */
 export function pullChunks(transport: Transport, ref: ChunkRef, o: PullOptions): Promise<Uint8Array> {
   const { total, chunkSize } = ref;
@@ -74,21 +76,40 @@ export function pullChunks(transport: Transport, ref: ChunkRef, o: PullOptions):
       }
       resolve(buf!);
     };
+    // The sender's digest, asked for early: settled here, used by check().
+    let early: Promise<Uint8Array | undefined> | undefined;
+    const askDigest = () => {
+      const left = o.deadline - Date.now();
+      if (left <= 0) return;
+      // A failure here is not the pull's: check() asks again.
+      early = transport.request(ref.subject, digestRequest(ref.id), Math.min(left, o.pullTimeoutMs)).then((d) => d, () => undefined);
+    };
+    const compare = (ours: Buffer, theirs: Uint8Array) => {
+      if (theirs.length === 0) return finish(new CodecError(`${o.what} is no longer held by its sender (released, or past its deadline)`, { details: { bytes: total } }));
+      if (theirs.length !== ours.length || !timingSafeEqual(ours, theirs)) {
+        return finish(new CodecError(`${o.what} arrived corrupted: its sha256 digest does not match the sender's`, { details: { bytes: total } }));
+      }
+      finish(undefined);
+    };
     // Every chunk is in: the sender's digest of what it holds against ours of what arrived.
     const check = () => {
       const left = o.deadline - Date.now();
       if (left <= 0) return finish(new CallTimeoutError(`pulling ${o.what} passed the call's deadline`, { details: { bytes: total, received } }));
       const ours = hash.digest();
-      transport.request(ref.subject, digestRequest(ref.id), Math.min(left, o.pullTimeoutMs)).then(
-        (theirs) => {
-          if (theirs.length === 0) return finish(new CodecError(`${o.what} is no longer held by its sender (released, or past its deadline)`, { details: { bytes: total } }));
-          if (theirs.length !== ours.length || !timingSafeEqual(ours, theirs)) {
-            return finish(new CodecError(`${o.what} arrived corrupted: its sha256 digest does not match the sender's`, { details: { bytes: total } }));
-          }
-          finish(undefined);
-        },
-        (err) => finish(failed(err)),
-      );
+      const again = () => {
+        const left = o.deadline - Date.now();
+        if (left <= 0) return finish(new CallTimeoutError(`pulling ${o.what} passed the call's deadline`, { details: { bytes: total, received } }));
+        transport.request(ref.subject, digestRequest(ref.id), Math.min(left, o.pullTimeoutMs)).then(
+          (theirs) => compare(ours, theirs),
+          (err) => finish(failed(err)),
+        );
+      };
+      if (!early) return again();
+      early.then((theirs) => {
+        if (over) return;
+        if (theirs === undefined) again();
+        else compare(ours, theirs);
+      });
     };
     const failed = (err: unknown): ActorBusError => {
       if (err instanceof CallTimeoutError || err instanceof ServiceUnavailableError) {
@@ -129,7 +150,10 @@ export function pullChunks(transport: Transport, ref: ChunkRef, o: PullOptions):
       );
     };
     const pump = () => {
-      while (!over && inflight < o.window && next < n) ask(next++);
+      while (!over && inflight < o.window && next < n) {
+        ask(next++);
+        if (next === n && !over) askDigest();
+      }
     };
     if (o.signal?.aborted) return onAbort();
     o.signal?.addEventListener("abort", onAbort, { once: true });

@@ -51,7 +51,73 @@ function digestOf(e: Entry): Uint8Array {
 /** How long past its deadline a value stays: a pull started just in time may finish. */
 const GRACE_MS = 1_000;
 
-export function createChunkStore(transport: Transport): ChunkStore {
+/** Values smaller than this are assembled in fresh memory, larger ones in a buffer the pool keeps. */
+const POOLED_MIN_BYTES = 4 * 1024 * 1024;
+/** Most bytes of dropped values' buffers kept for reuse, and for how long unused. */
+const POOL_MOST_BYTES = 256 * 1024 * 1024;
+const POOL_IDLE_MS = 5_000;
+
+/**
+ * The buffers of dropped values, kept a few seconds for the next large value to be assembled
+ * in: copying into memory the process has touched already costs a fraction of a fresh buffer's
+ * page faults (a 64 MB value: ~8 ms against ~40 ms), and a process that sends large values sends
+ * them again and again (weights, batches). A value whose bytes may still be read (it is held,
+ * or was sent inline) is never in it. Should a chunk be sent late from a reused buffer (nats.js
+ * holds what it publishes while disconnected), the receiver's digest check refuses it.
+ */
+export interface BufferPool {
+  alloc(size: number): Uint8Array;
+  /** The bytes of a dropped value: kept if the pool made them. */
+  give(bytes: Uint8Array): void;
+  clear(): void;
+}
+
+export function createBufferPool(): BufferPool {
+  const made = new WeakSet<ArrayBufferLike>();
+  let free: ArrayBuffer[] = [];
+  let freeBytes = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const clear = () => {
+    free = [];
+    freeBytes = 0;
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  return {
+    alloc(size) {
+      if (size < POOLED_MIN_BYTES) return new Uint8Array(size);
+      // The smallest that fits, if it is not over twice the size (it is held as long as the value).
+      let best = -1;
+      for (let i = 0; i < free.length; i++) {
+        const n = free[i]!.byteLength;
+        if (n >= size && n <= 2 * size && (best < 0 || n < free[best]!.byteLength)) best = i;
+      }
+      if (best >= 0) {
+        const buf = free.splice(best, 1)[0]!;
+        freeBytes -= buf.byteLength;
+        return new Uint8Array(buf, 0, size);
+      }
+      const buf = new ArrayBuffer(size);
+      made.add(buf);
+      return new Uint8Array(buf);
+    },
+    give(bytes) {
+      const buf = bytes.buffer;
+      if (!made.has(buf) || !(buf instanceof ArrayBuffer) || free.includes(buf)) return;
+      free.push(buf);
+      freeBytes += buf.byteLength;
+      while (freeBytes > POOL_MOST_BYTES) freeBytes -= free.shift()!.byteLength;
+      if (timer) timer.refresh();
+      else {
+        timer = setTimeout(clear, POOL_IDLE_MS);
+        timer.unref();
+      }
+    },
+    clear,
+  };
+}
+
+export function createChunkStore(transport: Transport, pool?: BufferPool): ChunkStore {
   const connectionId = nuid.next();
   const entries = new Map<string, Entry>();
   // One subscription per namespace the connection sends large values in, made on first use.
@@ -67,6 +133,7 @@ export function createChunkStore(transport: Transport): ChunkStore {
     entries.delete(id);
     clearTimeout(e.timer);
     heldBytes -= e.bytes.length;
+    pool?.give(e.bytes);
   };
 
   // [id, index]: a chunk, answered with its bytes (empty: no such value any more); index -1: the
@@ -126,6 +193,7 @@ export function createChunkStore(transport: Transport): ChunkStore {
       for (const id of [...entries.keys()]) drop(id);
       for (const s of subs.values()) s.unsubscribe();
       subs.clear();
+      pool?.clear();
     },
   };
 }

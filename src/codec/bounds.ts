@@ -1,5 +1,6 @@
 import { CodecError } from "../errors/index.ts";
 import { errorParts, isErrorValue } from "./error-values.ts";
+import { SPLICE_BYTES, typedArrayTag } from "./typed-arrays.ts";
 
 /**
  * How deep arguments and results may nest (arrays, objects, Maps, Sets and Errors inside each
@@ -17,6 +18,10 @@ export const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 interface Walk {
   /** A lower bound of the encoded size so far. */
   used: number;
+  /** Bytes of the typed arrays the codec splices in rather than encodes (SPLICE_BYTES). */
+  spliced: number;
+  /** Inside a Map, Set or Error: encoded apart, nothing is spliced there. */
+  opaque: number;
   limit: number;
   /** The option that set the limit, when it is not the server's max_payload. */
   limitName: string | undefined;
@@ -34,9 +39,17 @@ interface Walk {
  * deep nesting) with a message naming the fix; msgpack's own checks would only say where it gave up.
  */
 export function checkEncodable(value: unknown, limit: number, limitName?: string): number {
-  const w: Walk = { used: 0, limit, limitName, path: [] };
+  return measureEncodable(value, limit, limitName).bound;
+}
+
+/**
+ * checkEncodable, and how many of those bytes are typed arrays of at least SPLICE_BYTES outside
+ * Maps, Sets and Errors: what codec.encode copies once into place instead of through msgpack.
+ */
+export function measureEncodable(value: unknown, limit: number, limitName?: string): { bound: number; spliced: number } {
+  const w: Walk = { used: 0, spliced: 0, opaque: 0, limit, limitName, path: [] };
   visit(value, 0, w);
-  return w.used;
+  return { bound: w.used, spliced: w.spliced };
 }
 
 function tooLarge(w: Walk, what: string, more: number): never {
@@ -96,6 +109,7 @@ function visit(v: unknown, level: number, w: Walk): void {
     const size = 3 + obj.byteLength;
     if (w.used + size > w.limit) tooLarge(w, `a ${obj.constructor?.name ?? "binary view"} of ${obj.byteLength} bytes`, size);
     w.used += size;
+    if (w.opaque === 0 && obj.byteLength >= SPLICE_BYTES && typedArrayTag(obj) !== undefined) w.spliced += obj.byteLength;
     return;
   }
   if (obj instanceof Date) {
@@ -114,23 +128,29 @@ function visit(v: unknown, level: number, w: Walk): void {
   } else if (obj instanceof Map) {
     add(w, 3 + 2 * obj.size, "a Map of # entries", obj.size);
     w.used -= 2 * obj.size;
+    w.opaque++;
     for (const [k, x] of obj) {
       visit(k, inner, w);
       visit(x, inner, w);
     }
+    w.opaque--;
   } else if (obj instanceof Set) {
     add(w, 3 + obj.size, "a Set of # entries", obj.size);
     w.used -= obj.size;
+    w.opaque++;
     for (const x of obj) visit(x, inner, w);
+    w.opaque--;
   } else if (isErrorValue(obj)) {
     const parts = errorParts(obj);
     add(w, 8, "an Error");
+    w.opaque++;
     visit(parts.name, inner, w);
     visit(parts.message, inner, w);
     if (parts.stack !== undefined) visit(parts.stack, inner, w);
     if ("cause" in parts) visit(parts.cause, inner, w);
     if (parts.errors !== undefined) visit(parts.errors, inner, w);
     visitFields(parts.fields, inner, w);
+    w.opaque--;
   } else {
     add(w, 1, "an object");
     visitFields(obj as Record<string, unknown>, inner, w);

@@ -1,8 +1,8 @@
 import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { CodecError } from "../errors/index.ts";
-import { checkEncodable, DEFAULT_MAX_PAYLOAD, MAX_LEVELS } from "./bounds.ts";
+import { DEFAULT_MAX_PAYLOAD, MAX_LEVELS, measureEncodable } from "./bounds.ts";
 import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
-import { decodeTypedArray, typedArrayDataOffset, typedArrayEncoder } from "./typed-arrays.ts";
+import { decodeTypedArray, SPLICE_BYTES, TAG_BYTES, typedArrayDataOffset, typedArrayEncoder, typedArrayTag } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
@@ -17,7 +17,7 @@ export interface Codec {
    * `limit` replaces the payload limit for this value: a value that travels in chunks
    * (src/chunks) may be as large as the connection's maxValueBytes, named in the error.
    */
-  encode(value: unknown, limit?: EncodeLimit): Uint8Array;
+  encode(value: unknown, limit?: EncodeLimit, alloc?: Allocate): Uint8Array;
   decode<T = unknown>(bytes: Uint8Array): T;
   /**
    * Marks a buffer as belonging to the one value decoded from it (a value assembled from chunks):
@@ -36,6 +36,13 @@ export interface CodecOptions {
    */
   maxPayload?: number | (() => number);
 }
+
+/**
+ * Where a message with large typed arrays is assembled: a buffer of `size` bytes (not
+ * necessarily zeroed: encode() writes every byte). A chunk store passes one that reuses the
+ * buffers of values it has dropped.
+ */
+export type Allocate = (size: number) => Uint8Array;
 
 /** A limit other than max_payload, and its name for the CodecError that refuses a value over it. */
 export interface EncodeLimit {
@@ -65,14 +72,41 @@ export function createCodec(options: CodecOptions = {}): Codec {
     return typeof n === "number" && n > 0 ? n : DEFAULT_MAX_PAYLOAD;
   };
   const ext = new ExtensionCodec();
+  // Large typed arrays of the value encode() is encoding now, where their bytes go (see encode()).
+  let splices: Splice[] | undefined;
   // Extension hooks run while the outer encoder is mid-message and may nest (a Map of Sets),
-  // so their payloads get fresh encoders; the outer pair is reused, as its buffers are.
-  const encodeNested = (v: unknown) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH }).encode(v);
+  // so their payloads get fresh encoders; the outer pair is reused, as its buffers are. A
+  // nested encoder's positions are not the message's: nothing is spliced there.
+  const encodeNested = (v: unknown) => {
+    const outer = splices;
+    splices = undefined;
+    try {
+      return new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH }).encode(v);
+    } finally {
+      splices = outer;
+    }
+  };
   const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
   // Buffers adopted by decode(): read once per decode, while its extensions run.
   const adopted = new WeakSet<ArrayBufferLike>();
   let owned = false;
-  ext.register({ type: EXT_TYPED_ARRAY, encode: typedArrayEncoder(), decode: (data) => decodeTypedArray(data, owned) });
+  const stageTypedArray = typedArrayEncoder();
+  // A large typed array leaves only its tag in msgpack's buffer (written as ext 32, which its
+  // size would take anyway, at the position msgpack tells); encode() puts its bytes after it.
+  const encodeTypedArray = (v: unknown) => {
+    if (splices && ArrayBuffer.isView(v) && v.byteLength >= SPLICE_BYTES) {
+      const tag = typedArrayTag(v);
+      if (tag !== undefined) {
+        const list = splices;
+        return (at: number) => {
+          list.push({ at, bytes: new Uint8Array(v.buffer, v.byteOffset, v.byteLength) });
+          return TAG_BYTES[tag]!;
+        };
+      }
+    }
+    return stageTypedArray(v);
+  };
+  ext.register({ type: EXT_TYPED_ARRAY, encode: encodeTypedArray, decode: (data) => decodeTypedArray(data, owned) });
   ext.register({
     type: EXT_MAP,
     encode: (v) => (v instanceof Map ? encodeNested([...v]) : null),
@@ -99,15 +133,22 @@ export function createCodec(options: CodecOptions = {}): Codec {
   const decoder = new Decoder({ extensionCodec: ext });
 
   return {
-    encode(value, over) {
-      const bound = checkEncodable(value, over ? over.bytes : limit(), over?.name);
+    encode(value, over, alloc) {
+      const { bound, spliced } = measureEncodable(value, over ? over.bytes : limit(), over?.name);
+      // Typed arrays of SPLICE_BYTES or more are copied once, straight into the message, rather
+      // than into an extension payload and then again into msgpack's buffer.
+      const rest = bound - spliced;
       let out: Uint8Array;
+      splices = spliced > 0 ? [] : undefined;
       try {
         // A large value gets an encoder of its own, sized by the bound: the shared one would keep
         // a buffer of the largest value ever sent, and hand out a copy of it besides.
-        out = bound > LARGE_VALUE ? largeEncoder(bound).encodeSharedRef(value) : encoder.encode(value);
+        out = rest > LARGE_VALUE ? largeEncoder(rest).encodeSharedRef(value) : encoder.encode(value);
+        if (splices?.length) out = splice(out, splices, alloc);
       } catch (err) {
         throw new CodecError(explain(err), { cause: err });
+      } finally {
+        splices = undefined;
       }
       // The walk counts a lower bound; a value just under it can still encode a little over.
       if (over && out.length > over.bytes) {
@@ -137,6 +178,36 @@ export function createCodec(options: CodecOptions = {}): Codec {
     },
     typedArrayOffset: (head) => typedArrayDataOffset(head, EXT_TYPED_ARRAY),
   };
+}
+
+/** A typed array left out of msgpack's buffer: its tag byte is at `at` there, its bytes follow it. */
+interface Splice {
+  at: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * The message: what msgpack wrote, each spliced array's bytes after its tag, and its ext 32
+ * header (format byte, 4-byte size, type, then the tag at `at`) given its real size. One copy
+ * of each array, into a buffer of exactly the message's size.
+ */
+function splice(head: Uint8Array, splices: Splice[], alloc: Allocate = (n) => new Uint8Array(n)): Uint8Array {
+  let size = head.length;
+  for (const s of splices) size += s.bytes.byteLength;
+  const out = alloc(size);
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let from = 0;
+  let to = 0;
+  for (const s of splices) {
+    view.setUint32(s.at - 5, 1 + s.bytes.byteLength);
+    out.set(head.subarray(from, s.at + 1), to);
+    to += s.at + 1 - from;
+    from = s.at + 1;
+    out.set(s.bytes, to);
+    to += s.bytes.byteLength;
+  }
+  out.set(head.subarray(from), to);
+  return out;
 }
 
 /**

@@ -20,6 +20,20 @@ const tagOf = new Map<unknown, number>(KINDS.map((k, i) => [k.prototype, i]));
 const STAGE_BYTES = 64 * 1024;
 
 /**
+ * Typed arrays at least this large are left out of msgpack's buffer (codec.ts, encode()): msgpack
+ * writes their extension as ext 32 anyway (over 0xffff bytes), whose header is patched afterwards.
+ */
+export const SPLICE_BYTES = STAGE_BYTES;
+
+/** The element-type tag a typed array travels with; undefined for anything else (Uint8Array, DataView). */
+export function typedArrayTag(input: object): number | undefined {
+  return ArrayBuffer.isView(input) ? tagOf.get(Object.getPrototypeOf(input)) : undefined;
+}
+
+/** One byte arrays holding each tag: what a spliced array leaves in msgpack's buffer. */
+export const TAG_BYTES: readonly Uint8Array[] = KINDS.map((_, i) => Uint8Array.of(i));
+
+/**
  * The encode hook of the extension, for one codec. msgpack copies an extension's bytes into its
  * output as soon as the hook returns, before it encodes anything else, so a typed array is
  * staged in one buffer this hook keeps rather than in a new allocation each: an ArrayBuffer of

@@ -1,9 +1,10 @@
 import type { NatsConnection } from "@nats-io/nats-core";
 import { nuid } from "@nats-io/nats-core";
 import { BATCH_HEADER, brief, headersOf, loggerCheck, MAX_BATCH_CALLS, sendReplies, unbatch, MAX_TIMER_MS, rateLimitedLogger, stderrLogger, wrapNatsConnection, type BusConnection, type Inbound, type Logger, type RequestOptions, type RateLimitedLogger, type Subscription } from "../connection/index.ts";
-import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, OverloadedError } from "../errors/index.ts";
-import { encodeErr, encodeOk, respondSafely, unwrapReply } from "../reply/index.ts";
-import { QUEUE_INFERENCE, subjectsFor } from "../subjects/index.ts";
+import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, OverloadedError, type ActorBusError } from "../errors/index.ts";
+import { encodeErr, respondSafely, unwrapReply } from "../reply/index.ts";
+import { QUEUE_INFERENCE, subjectsFor, type Subjects } from "../subjects/index.ts";
+import { chunksOf, isChunkRef, type Chunks } from "../chunks/index.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { HeldRequests } from "./held.ts";
 import { LeaseSubjects } from "./lease-subject.ts";
@@ -43,6 +44,13 @@ export interface NatsTransportOptions {
  *   reply    [0, result] | [1, WireError]
  *   lease    [seq, seq, ...]   server -> leaseSubject: "I still hold these of yours"
  *
+ * A request whose encoding is over the connection's chunk threshold (src/chunks) is held by the
+ * client and announced as [seq, leaseSubject, deadlineMs, leaseMs, ref, 1], ref being the chunk
+ * ref of the whole request as above: the server holds (renews, cancels) it while it pulls, and
+ * the request is encoded once. A result over the threshold is held by the server; its reply is
+ * the ref, which the client pulls. Servers before chunks refuse the 6-element form as malformed
+ * rather than handing the model a ref.
+ *
  * Why leases: a request travels to one server of the queue group and NATS tells nobody if that
  * process dies. Renewals make the holder visible without an extra message per request: a call
  * answered within leaseMs/2 (the common case) costs exactly one request and one reply; a call
@@ -53,15 +61,20 @@ const TE = new TextEncoder();
 const BATCH_ONLY = [BATCH_HEADER] as const;
 /** The request options of a call with neither signal nor trace context (most): made once. */
 const COALESCE: RequestOptions = Object.freeze({ coalesce: true });
+/** The last element of a request whose body travels in chunks. */
+const CHUNKED = 1;
 
 interface ClientPending {
   resolve(v: unknown): void;
   reject(e: unknown): void;
   /** performance.now() after which the holder counts as lost unless it renews. */
   leaseUntil: number;
+  /** Set while the result is being pulled: stops the pull (cancel, close). */
+  stopPull?: ((why: ActorBusError) => void) | undefined;
 }
 
 interface Held<I> extends BufferedItem<I> {
+  input: I;
   readonly msg: Inbound;
   readonly seq: number;
   readonly leaseSubject: string;
@@ -69,6 +82,8 @@ interface Held<I> extends BufferedItem<I> {
   settled: boolean;
   /** The server's span of the request, while an OpenTelemetry SDK is registered. */
   trace: ServerSpan | undefined;
+  /** Set while the request's body is pulled (it came in chunks): a cancel stops the pull. */
+  pull?: AbortController | undefined;
 }
 
 const natsTransportOptions = defineOptions(
@@ -110,6 +125,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   /** The subject requests are sent to. */
   readonly subject: string;
   private readonly conn: BusConnection;
+  private readonly subjects: Subjects;
+  private readonly chunks: Chunks;
   private readonly timeoutMs: number;
   private readonly maxBuffered: number;
   private readonly leaseMs: number;
@@ -137,6 +154,13 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private renewTimer: NodeJS.Timeout | undefined;
   private removeCloseHook: (() => void) | undefined;
   private heldEmptyWaiters: (() => void)[] = [];
+  /** Requests whose body is being pulled: they count against maxBuffered like queued ones. */
+  private pullingRequests = 0;
+  /**
+   * Results held in the chunk store for their client, by "<leaseSubject> <seq>", until their
+   * deadline: a cancel arriving after the answer frees one at once instead of at its deadline.
+   */
+  private readonly heldResults = new Map<string, { id: string; until: number }>();
 
   // tracing: CLIENT spans of submits, SERVER spans of requests (only while an SDK is registered)
   private readonly tracer = tracerSource();
@@ -148,6 +172,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (o.connection === undefined) throw new InvalidOptionsError(`${natsTransportOptions.where}: connection is required: a BusConnection (await connectBus()) or a nats.js NatsConnection`, { details: { option: "connection" } });
     this.conn = o.connection;
     const subjects = subjectsFor(o.namespace as string);
+    this.subjects = subjects;
+    this.chunks = chunksOf(this.conn);
     this.namespace = subjects.namespace;
     this.subject = subjects.inference(o.name as string);
     this.cancelSubject = subjects.inferenceCancel(o.name as string);
@@ -181,10 +207,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (signal?.aborted) return Promise.reject(cancelledError());
     const leaseSubject = this.ensureLeaseSubscription();
     const seq = this.nextSeq++;
+    const deadline = Date.now() + timeoutMs;
     let bytes: Uint8Array;
+    let held: string | undefined;
     try {
-      bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input]);
+      // Small requests: the bytes of today, encoded once; a large one is held for the server to pull.
+      const out = this.chunks.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input], this.subjects, deadline, 1);
+      bytes = out.payload;
+      held = out.id;
+      if (held !== undefined) bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, bytes, CHUNKED]);
     } catch (err) {
+      if (held !== undefined) this.chunks.drop(held);
       return Promise.reject(err);
     }
     const span = clientSpan(this.tracer, this.traced, "infer", undefined);
@@ -198,6 +231,12 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     });
     const p: ClientPending = { resolve: resolveCall, reject: rejectCall, leaseUntil: performance.now() + this.leaseMs };
     this.pending.set(seq, p);
+    if (held !== undefined) {
+      // Held until the server released it after pulling, or now that the call is over however it ended.
+      const id = held;
+      const drop = () => this.chunks.drop(id);
+      call.then(drop, drop);
+    }
     this.armLeaseCheck();
     let forget: (() => void) | undefined;
     if (signal) {
@@ -206,7 +245,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
         this.pending.delete(seq);
         // Whichever server holds it drops it from its queue (or ignores it mid-batch).
         this.conn.transport.publish(this.cancelSubject, this.conn.codec.encode([leaseSubject, seq]));
-        p.reject(cancelledError());
+        const err = cancelledError();
+        p.stopPull?.(err);
+        p.reject(err);
       };
       signal.addEventListener("abort", onAbort, { once: true });
       forget = () => signal.removeEventListener("abort", onAbort);
@@ -219,8 +260,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     }
     this.conn.transport.request(this.subject, bytes, timeoutMs, options).then(
       (reply) => {
+        if (this.pending.get(seq) !== p) return forget?.(); // already failed by the lease check
+        if (isChunkRef(reply)) return this.pullResult(seq, p, reply, deadline, forget);
         forget?.();
-        if (this.pending.get(seq) !== p) return; // already failed by the lease check
         this.pending.delete(seq);
         try {
           p.resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
@@ -236,6 +278,35 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       },
     );
     return endSpan(span, call);
+  }
+
+  /**
+   * The result came as a chunk ref. The call stays pending, so a cancel or close() still reaches
+   * it, but off the lease check: the server let the request go when it answered, and the pull
+   * itself notices a holder that died.
+   */
+  private pullResult(seq: number, p: ClientPending, ref: Uint8Array, deadline: number, forget: (() => void) | undefined): void {
+    p.leaseUntil = Infinity;
+    const stop = new AbortController();
+    p.stopPull = (why) => stop.abort(why);
+    const done = () => {
+      forget?.();
+      p.stopPull = undefined;
+      if (this.pending.get(seq) !== p) return false;
+      this.pending.delete(seq);
+      return true;
+    };
+    this.chunks.resolve(ref, deadline, stop.signal, `the result of inference request ${seq} to ${this.subject}`).then(
+      (bytes) => {
+        if (!done()) return;
+        try {
+          p.resolve(unwrapReply<O>(this.conn.codec, bytes, this.subject));
+        } catch (err) {
+          p.reject(err);
+        }
+      },
+      (err) => done() && p.reject(err),
+    );
   }
 
   client(): InferenceClient<I, O> {
@@ -344,10 +415,33 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     }
     if (!Array.isArray(key) || typeof key[0] !== "string" || typeof key[1] !== "number") return;
     const h = this.heldItems.get(key[0], key[1]);
-    if (!h || h.settled) return;
+    if (!h || h.settled) {
+      // Answered already: a result still held for the client goes now, not at its deadline.
+      if (this.heldResults.size > 0) this.dropResult(`${key[0]} ${key[1]}`);
+      return;
+    }
     h.cancelled = true;
     h.trace?.endWith("CANCELLED");
     this.release(h);
+    h.pull?.abort();
+  }
+
+  private dropResult(key: string): void {
+    const r = this.heldResults.get(key);
+    if (!r) return;
+    this.heldResults.delete(key);
+    this.chunks.drop(r.id);
+  }
+
+  /** Remembers a result held in chunks for a late cancel; forgets those past their deadline. */
+  private keepResult(h: Held<I>, id: string, until: number): void {
+    const now = Date.now();
+    // Roughly in deadline order: stop at the first one still live rather than walk them all.
+    for (const [k, r] of this.heldResults) {
+      if (r.until > now) break;
+      this.heldResults.delete(k);
+    }
+    this.heldResults.set(`${h.leaseSubject} ${h.seq}`, { id, until });
   }
 
   async stopListening(): Promise<void> {
@@ -386,7 +480,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     if (h.settled) return;
     let bytes: Uint8Array;
     try {
-      bytes = encodeOk(this.conn.codec, result);
+      // The client's deadline, as the store counts time: a result it cannot pull by then goes.
+      const deadline = Date.now() + (h.expiresAt - performance.now());
+      const out = this.chunks.encode([0, result], this.subjects, deadline, 1);
+      bytes = out.payload;
+      if (out.id !== undefined) {
+        if (deadline <= Date.now()) {
+          // Its caller has given up: nobody would pull it, so it is not kept even for the grace period.
+          this.chunks.drop(out.id);
+          bytes = encodeErr(this.conn.codec, new CallTimeoutError(`inference request to ${this.subject} finished after its deadline`, { details: { subject: this.subject } }));
+        } else this.keepResult(h, out.id, deadline);
+      }
     } catch (err) {
       bytes = encodeErr(this.conn.codec, err);
     }
@@ -416,7 +520,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
 
   /** Why a decoded request cannot be served, or undefined if it is well formed (its lease subject aside). */
   private malformed(req: unknown): string | undefined {
-    if (!Array.isArray(req) || req.length !== 5) return "expected [seq, leaseSubject, deadlineMs, leaseMs, input]";
+    if (!Array.isArray(req) || (req.length !== 5 && !isChunked(req))) return "expected [seq, leaseSubject, deadlineMs, leaseMs, input]";
     const [seq, , deadlineMs, leaseMs] = req;
     if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) return "seq must be an integer >= 0";
     if (typeof deadlineMs !== "number" || !Number.isFinite(deadlineMs) || deadlineMs <= 0) return "deadlineMs must be a finite number of milliseconds > 0";
@@ -451,7 +555,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       this.reply(msg, new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } }));
       return;
     }
-    if (this.buffer.size >= this.maxBuffered) {
+    if (this.buffer.size + this.pullingRequests >= this.maxBuffered) {
       this.reply(msg, new OverloadedError(`inference server ${this.subject} has ${this.maxBuffered} requests queued; back off and retry`, { details: { subject: this.subject, maxBuffered: this.maxBuffered } }));
       return;
     }
@@ -486,8 +590,43 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     };
     if (this.tracer()) h.trace = this.spans.start("infer", undefined, traceOf(msg));
     this.heldItems.add(h);
-    this.buffer.push(h);
+    if (r.length === 5) this.buffer.push(h);
+    else this.pullRequest(h, r[4] as Uint8Array, Date.now() + r[2]);
     this.armRenew();
+  }
+
+  /**
+   * A request in chunks is held (renewed, cancellable) while its body is pulled, and queued for
+   * the model once it is in; a failed pull is its answer.
+   */
+  private pullRequest(h: Held<I>, ref: Uint8Array, deadline: number): void {
+    h.pull = new AbortController();
+    this.pullingRequests++;
+    this.chunks.resolve(ref, deadline, h.pull.signal, `inference request ${h.seq} to ${this.subject}`).then(
+      (bytes) => {
+        this.pullingRequests--;
+        h.pull = undefined;
+        if (h.settled) return;
+        let req: unknown;
+        try {
+          req = this.conn.codec.decode(bytes);
+        } catch (err) {
+          return this.answer(h, encodeErr(this.conn.codec, err));
+        }
+        if (!Array.isArray(req) || req.length !== 5 || this.malformed(req) || req[0] !== h.seq) {
+          return this.answer(h, encodeErr(this.conn.codec, new CodecError(`malformed inference request on ${this.subject}: its chunks do not hold [seq, leaseSubject, deadlineMs, leaseMs, input] of request ${h.seq}`, { details: { subject: this.subject } })));
+        }
+        // The loop may have stopped while the body was on its way: nothing would drain it now.
+        if (!this.listening) return this.answer(h, encodeErr(this.conn.codec, new InferenceShutdownError(SHUTTING_DOWN_MESSAGE, { details: { subject: this.subject } })));
+        h.input = req[4] as I;
+        this.buffer.push(h);
+      },
+      (err) => {
+        this.pullingRequests--;
+        h.pull = undefined;
+        if (!h.settled) this.answer(h, encodeErr(this.conn.codec, err));
+      },
+    );
   }
 
   private reply(msg: Inbound, error: unknown): void {
@@ -604,12 +743,20 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const err = new ClosedError(`NatsTransport for ${this.subject} was closed while the call was in flight`);
     const all = [...this.pending.values()];
     this.pending.clear();
-    for (const p of all) p.reject(err);
+    for (const p of all) {
+      p.stopPull?.(err);
+      p.reject(err);
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** [seq, leaseSubject, deadlineMs, leaseMs, ref, 1]: a request whose body is held in chunks. */
+function isChunked(req: unknown[]): boolean {
+  return req.length === 6 && req[5] === CHUNKED && req[4] instanceof Uint8Array && isChunkRef(req[4]);
 }
 
 /** The W3C trace context a request carries (read only when a span is to be made). */

@@ -431,7 +431,7 @@ describe("hostile messages to actor, agent and inference hosts", function () {
 
     const check = (c: Case, reply: Uint8Array, where: string) => {
       // A result over the chunk threshold comes back as a reference to pull (src/chunks).
-      if (c.target === "call" && isChunkRef(reply)) return void count("call chunked");
+      if ((c.target === "call" || c.target === "inference") && isChunkRef(reply)) return void count(`${c.target} chunked`);
       let decoded: unknown;
       try {
         decoded = codec.decode(reply);
