@@ -183,11 +183,13 @@ export function createActorHost(p: ActorHostParams): ActorHost {
     } catch (err) {
       return malformed(msg, err);
     }
-    for (const call of batch) {
-      const h = headersOf(call, headerNames);
-      if (h[2]) malformed(call, new CodecError("a batch inside a batch"));
-      else accept(call, h);
-    }
+    mailbox.batch(() => {
+      for (const call of batch) {
+        const h = headersOf(call, headerNames);
+        if (h[2]) malformed(call, new CodecError("a batch inside a batch"));
+        else accept(call, h);
+      }
+    });
   };
 
   const host: ActorHost = {

@@ -1,7 +1,7 @@
 import { runInCall } from "../call/index.ts";
-import { brief, createDeadlines, sendReplies, type BusConnection, type Inbound } from "../connection/index.ts";
+import { brief, createDeadlines, sendReplies, writeNowOf, type BusConnection, type Inbound } from "../connection/index.ts";
 import { CallTimeoutError, CancelledError, errorClassFor, OverloadedError, ServiceUnavailableError, type WireError } from "../errors/index.ts";
-import { codeOf, type CallRecorder } from "../metrics/index.ts";
+import { codeOf, type CallRecorder, type MethodRecorder } from "../metrics/index.ts";
 import { chunksOf } from "../chunks/index.ts";
 import { encodeErr } from "../reply/index.ts";
 import { DEFAULT_WINDOW, isAsyncIterable, serveStream, type HostStream } from "../stream/index.ts";
@@ -29,6 +29,11 @@ export interface Mailbox {
   post(job: HostedCall): void;
   /** Answers a call (once; later answers are dropped). */
   reply(job: HostedCall, bytes: Uint8Array): void;
+  /**
+   * Runs `fn`, which posts (or answers) the calls of one batch message: replies ready before it
+   * returns leave together, combined, rather than the first one alone.
+   */
+  batch(fn: () => void): void;
   /** The caller of `callId` cancelled it. */
   cancel(callId: string): void;
   /** A message from the consumer of one of the streams this mailbox serves. */
@@ -83,10 +88,16 @@ export function createMailbox(p: MailboxParams): Mailbox {
   // nats.js writes to the socket one microtask after the first message it is given. Replies of
   // calls that finish at different microtask depths (a mailbox runs them one after another)
   // would each cost a write syscall; while other calls are in flight, replies wait for the end
-  // of this turn of the event loop and leave together. A lone call's reply leaves at once.
-  // Replies to one caller's coalesced calls leave combined in one message.
+  // of this turn of the event loop and leave together. A lone call's reply leaves at once, and
+  // is written to the socket in the same pass (writeNowOf). Replies to one caller's coalesced
+  // calls leave combined in one message; those of a batch answered entirely as it was read
+  // leave when its last call is posted.
   const outbox: [Inbound, Uint8Array][] = [];
   let outboxFlush: ReturnType<typeof setImmediate> | undefined;
+  // Set while the calls of one batch message are posted: a call answered at once is not alone.
+  let batching = 0;
+  // A lone reply is written to the socket at once, not after what else this turn runs.
+  const writeNow = writeNowOf(conn.nc);
   const sendOne = (msg: Inbound, bytes: Uint8Array) => send(msg, bytes, "call");
   const flushOutbox = () => {
     if (outboxFlush) clearImmediate(outboxFlush);
@@ -98,7 +109,10 @@ export function createMailbox(p: MailboxParams): Mailbox {
     if (job.settled) return;
     job.trace?.end(bytes);
     settle(job);
-    if (live.size === 0 && outbox.length === 0) return send(job.msg, bytes, "call");
+    if (live.size === 0 && outbox.length === 0 && batching === 0) {
+      send(job.msg, bytes, "call");
+      return writeNow();
+    }
     outbox.push([job.msg, bytes]);
     // A long batch answers in parts, so that its caller works on the first replies while the
     // rest run: caller and host overlap instead of taking turns.
@@ -153,8 +167,10 @@ export function createMailbox(p: MailboxParams): Mailbox {
     }
   };
 
-  const invoke = (job: HostedCall): Promise<unknown> =>
-    relay ? relay(job, job.msg.data) : job.chunked ? pullArgs(job).then(() => target[job.method]!(...job.args!)) : Promise.resolve(target[job.method]!(...job.args!));
+  // A plain method's value as it returns it: a promise only when it returns one, so that a
+  // result there at once is answered in the same pass as the message that brought the call.
+  const invoke = (job: HostedCall): unknown =>
+    relay ? relay(job, job.msg.data) : job.chunked ? pullArgs(job).then(() => target[job.method]!(...job.args!)) : target[job.method]!(...job.args!);
 
   // Arguments sent in chunks: pulled once the call has its slot, within its deadline and
   // cancellable like the method (a cancel or the deadline aborts the pull and frees the buffer).
@@ -164,41 +180,62 @@ export function createMailbox(p: MailboxParams): Mailbox {
     job.chunked = false;
   };
 
-  const run = async (job: HostedCall) => {
+  // What run() gives the run queue for a call it answered at once: the slot frees a microtask
+  // later, so a long queue of such calls is worked through in turns, never in one deep recursion.
+  const ANSWERED = Promise.resolve();
+
+  const run = (job: HostedCall): Promise<void> => {
     if (job.cancelled) {
       // Answered when it was cancelled; only its place in the queue was left.
       cancelledQueued--;
-      return;
+      return ANSWERED;
     }
-    if (job.settled) return;
+    if (job.settled) return ANSWERED;
     const rec = calls.method(job.method);
     if (failing) {
       rec.count("SERVICE_UNAVAILABLE");
-      return reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+      reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
+      return ANSWERED;
     }
     // The caller gave up already: running the method would be wasted work. The answer still
     // goes out (one small message) so that every request gets exactly one reply.
     if (Date.now() > job.deadline) {
       stats.expired();
       rec.count("CALL_TIMEOUT");
-      return reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
+      reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
         details: { service: name, method: job.method },
       })));
+      return ANSWERED;
     }
     job.started = true;
     job.trace?.started();
     const t0 = performance.now();
-    let out: Uint8Array;
-    let failed = false;
+    let value: unknown;
     try {
-      const value = await runInCall(job, () => (job.trace ? job.trace.run(() => invoke(job)) : invoke(job)));
-      if (!relay && isAsyncIterable(value)) {
-        await serveStreamed(job, job.trace ? job.trace.followStream(value) : value);
-        job.trace?.end();
-        stats.record(performance.now() - t0, false);
-        rec.done(t0, "OK");
-        return;
-      }
+      value = runInCall(job, () => (job.trace ? job.trace.run(() => invoke(job)) : invoke(job)));
+      if (isThenable(value)) return finishLater(job, rec, t0, value);
+    } catch (err) {
+      fail(job, rec, t0, err);
+      return ANSWERED;
+    }
+    return finish(job, rec, t0, value) ?? ANSWERED;
+  };
+
+  const finishLater = async (job: HostedCall, rec: MethodRecorder, t0: number, pending: PromiseLike<unknown>): Promise<void> => {
+    let value: unknown;
+    try {
+      value = await pending;
+    } catch (err) {
+      return fail(job, rec, t0, err);
+    }
+    return finish(job, rec, t0, value);
+  };
+
+  /** Answers a call with what its method gave; a promise while the call streams. */
+  const finish = (job: HostedCall, rec: MethodRecorder, t0: number, value: unknown): Promise<void> | undefined => {
+    if (!relay && isAsyncIterable(value)) return stream(job, rec, t0, value);
+    let out: Uint8Array;
+    try {
       if (Date.now() > job.deadline) {
         // Its caller's deadline (never later than this one) has passed: it has a timeout, and
         // a value arriving now would contradict it.
@@ -207,21 +244,38 @@ export function createMailbox(p: MailboxParams): Mailbox {
       // A large result waits in this connection's chunk store, for the caller to pull by the
       // call's deadline; the reply carries where.
       out = relay ? (value as Uint8Array) : chunks.encode([0, value], subjects, job.deadline, 1).payload;
-      // A relayed reply is bytes: its first element says whether it carries an error.
-      failed = relay !== undefined && out[1] === 1;
     } catch (err) {
-      // Either the method threw (a RemoteError for the caller) or its result cannot be encoded
-      // (a CodecError from encodeOk); neither is a failure of the host.
-      job.trace?.fail(err);
-      out = encodeErr(codec, err);
-      failed = true;
-      stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
-      rec.done(t0, codeOf(err));
-      return reply(job, out);
+      // The result cannot be encoded (a CodecError) or came too late: not a failure of the host.
+      return fail(job, rec, t0, err);
     }
-    stats.record(performance.now() - t0, failed);
+    const ms = performance.now() - t0;
+    // A relayed reply is bytes: its first element says whether it carries an error.
+    const failed = relay !== undefined && out[1] === 1;
     if (rec.on) rec.done(t0, failed ? relayedCode(out) : "OK");
+    // The reply first: the bookkeeping after it is not the caller's wait.
     reply(job, out);
+    stats.record(ms, failed);
+  };
+
+  const stream = async (job: HostedCall, rec: MethodRecorder, t0: number, value: AsyncIterable<unknown>): Promise<void> => {
+    try {
+      await serveStreamed(job, job.trace ? job.trace.followStream(value) : value);
+    } catch (err) {
+      return fail(job, rec, t0, err);
+    }
+    job.trace?.end();
+    stats.record(performance.now() - t0, false);
+    rec.done(t0, "OK");
+  };
+
+  /** The method threw (a RemoteError for the caller) or its result cannot be sent. */
+  const fail = (job: HostedCall, rec: MethodRecorder, t0: number, err: unknown): undefined => {
+    job.trace?.fail(err);
+    const out = encodeErr(codec, err);
+    stats.record(performance.now() - t0, true, `${brief((err as Error)?.name ?? "Error", 100)}: ${brief(err)}`);
+    rec.done(t0, codeOf(err));
+    reply(job, out);
+    return undefined;
   };
 
   const queue = createRunQueue(options.maxConcurrency, run);
@@ -252,6 +306,16 @@ export function createMailbox(p: MailboxParams): Mailbox {
       else queue.push(job);
     },
     reply,
+    batch(fn) {
+      batching++;
+      try {
+        fn();
+      } finally {
+        batching--;
+      }
+      // Every call of the batch was answered at once: nothing is left to wait for.
+      if (batching === 0 && live.size === 0 && outbox.length > 0) flushOutbox();
+    },
     cancel(callId) {
       const job = live.get(callId);
       if (!job || job.settled) return;
@@ -288,4 +352,8 @@ export function createMailbox(p: MailboxParams): Mailbox {
       running.close();
     },
   };
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
 }

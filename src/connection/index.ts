@@ -1,7 +1,7 @@
 export { connectBus, connectionAuth, wrapNatsConnection, type BusConnection } from "./connection.ts";
 export type { ConnectionOptions, ConnectionAuth, ResolvedConnectionOptions } from "./options.ts";
 export { authOf, redactUrl, resolveServers, DEFAULT_URL, CONNECTION_CHECKS, CONNECTION_DEFAULTS, connectionOptions } from "./options.ts";
-export { deliverGuarded, abortError, headersOf, type Transport, type Inbound, type InboundHeaders, type RequestOptions, type Subscription, type SubscribeOptions } from "./transport.ts";
+export { deliverGuarded, abortError, headersOf, writeNowOf, type Transport, type Inbound, type InboundHeaders, type RequestOptions, type Subscription, type SubscribeOptions } from "./transport.ts";
 export { startNatsServer, freePort, findNatsServerBinary, type NatsServerProcess, type NatsServerSpawnOptions } from "./dev-server.ts";
 export { bounded } from "./bounded.ts";
 export { inboxPrefixOf, MAX_BATCH_CALLS } from "./request-mux.ts";

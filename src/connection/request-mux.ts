@@ -12,7 +12,7 @@ import {
 import { replyInbox } from "../subjects/index.ts";
 import { batchEntrySize, batchHeaderBlock, COMBINED_TOKEN, encodeBatch, forEachReply, MAX_TOKEN, type BatchEntry } from "./batch.ts";
 import { createDeadlines } from "./deadlines.ts";
-import { abortError, type RequestOptions } from "./transport.ts";
+import { abortError, writeNowOf, type RequestOptions } from "./transport.ts";
 
 interface Pending {
   resolve(data: Uint8Array): void;
@@ -33,6 +33,7 @@ interface Queued extends BatchEntry {
 export const MAX_BATCH_CALLS = 1024;
 
 const TE = new TextEncoder();
+const TURN_END = Promise.resolve();
 
 /**
  * The header block, built directly: nats.js only calls encode() on what it is given, and its
@@ -91,6 +92,9 @@ export function createRequestMux(nc: NatsConnection, o: { coalesce: boolean } = 
   // The calls of each batch in flight, by the token of its first call (the batch's reply
   // subject): a "no responders" status for the batch fails them all.
   const batches = new Map<number, Queued[]>();
+  // A call with nothing else in flight is written at once: waiting for nats.js's write (one
+  // microtask on) gains nothing when no other call can join it.
+  const writeNow = writeNowOf(nc);
 
   const deadlines = createDeadlines<number>((id) => {
     batches.delete(id);
@@ -184,10 +188,16 @@ export function createRequestMux(nc: NatsConnection, o: { coalesce: boolean } = 
     flushQueued = false;
     const limit = maxPayload() - 64; // the batch header block rides in the same message
     for (const [subject, list] of queued) {
+      if (list.length === 1) {
+        const q = list[0]!;
+        if (pending.get(q.token) === q.p) publishOne(subject, q);
+        continue;
+      }
       let batch: Queued[] = [];
       let size = 0;
       for (const q of list) {
         if (pending.get(q.token) !== q.p) continue; // cancelled or failed before it left
+        q.headerBytes = Buffer.byteLength(q.headerBlock);
         const s = batchEntrySize(q);
         if (batch.length > 0 && (size + s > limit || batch.length === MAX_BATCH_CALLS)) {
           publishBatch(subject, batch);
@@ -200,6 +210,7 @@ export function createRequestMux(nc: NatsConnection, o: { coalesce: boolean } = 
       if (batch.length > 0) publishBatch(subject, batch);
     }
     queued.clear();
+    if (pending.size === 1) writeNow();
   };
   nc.subscribe(inbox.wildcard, { callback: onReply });
 
@@ -235,18 +246,22 @@ export function createRequestMux(nc: NatsConnection, o: { coalesce: boolean } = 
         deadlines.add(id, timeoutMs);
         if (options?.coalesce && o.coalesce) {
           const block = options.headers ? headerBlock(options.headers) : NO_HEADERS;
-          const q: Queued = { token: id, p, headerBlock: block, headerBytes: Buffer.byteLength(block), data };
+          // Its size in bytes is only needed if it leaves in a batch (sendQueued).
+          const q: Queued = { token: id, p, headerBlock: block, headerBytes: 0, data };
           const list = queued.get(subject);
           if (list) list.push(q);
           else queued.set(subject, [q]);
           if (!flushQueued) {
             flushQueued = true;
-            queueMicrotask(sendQueued);
+            // A reaction of a settled promise: the same turn as queueMicrotask, without the
+            // async resource Node makes for each queueMicrotask.
+            void TURN_END.then(sendQueued);
           }
           return;
         }
         try {
           nc.publish(subject, data, options?.headers ? { reply: inbox.prefix + id, headers: asHeaders(TE.encode(headerBlock(options.headers))) } : { reply: inbox.prefix + id });
+          if (pending.size === 1) writeNow();
         } catch (err) {
           pending.delete(id);
           deadlines.delete(id, timeoutMs);

@@ -115,6 +115,37 @@ export function headerIn(block: string, name: string): string {
   return block.slice(start, end < 0 ? undefined : end).trim();
 }
 
+// A settled promise: its reactions run in this turn, like queueMicrotask's callbacks, without
+// the async resource Node makes for each queueMicrotask.
+const SETTLED = Promise.resolve();
+
+/**
+ * Writes what a nats.js connection holds to the socket now. nats.js writes one microtask after
+ * the first message it is given, and everything queued before that microtask (the rest of the
+ * socket reader's pass, promise continuations) runs first: for a lone call or a lone reply
+ * that is latency, with nothing to gain. Returns a function that writes at once at most once
+ * per turn: several lone messages made in one pass (a socket read that delivered several
+ * calls) share nats.js's own write after the first. A no-op without a nats.js connection.
+ */
+export function writeNowOf(nc: unknown): () => void {
+  const protocol = (nc as { protocol?: { flushPending?: () => void } } | undefined)?.protocol;
+  if (typeof protocol?.flushPending !== "function") return () => {};
+  let armed = true;
+  const rearm = () => {
+    armed = true;
+  };
+  return () => {
+    if (!armed) return;
+    armed = false;
+    void SETTLED.then(rearm);
+    try {
+      protocol.flushPending!();
+    } catch {
+      // nats.js reports a failing socket through its own status; its next write tries again
+    }
+  };
+}
+
 /** The error a request rejects with when its signal aborts. */
 export function abortError(signal: AbortSignal, subject: string): ActorBusError {
   const r: unknown = signal.reason;
