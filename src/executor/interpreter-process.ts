@@ -40,8 +40,12 @@ export interface ExecRequest {
   /** Session keys to forget first (evicted or reset sessions). */
   drop: string[];
   timeoutMs: number;
-  /** The call was cancelled: the execution is killed as at a timeout (resolves "cancelled"). */
-  signal?: AbortSignal;
+  /**
+   * The call this execution serves: when its signal aborts (the caller cancelled, its deadline
+   * passed), the execution is killed as at a timeout (outcome "cancelled"). Its listener is
+   * added once the request is written, while the interpreter already works on it.
+   */
+  call?: { readonly signal: AbortSignal };
 }
 
 /**
@@ -56,7 +60,8 @@ export interface InterpreterProcess {
   /** Resolves once the runner said it is ready; rejects (with startup stderr) if it died first. */
   readonly ready: Promise<void>;
   readonly alive: boolean;
-  exec(req: ExecRequest): Promise<Outcome>;
+  /** Runs one request; `done` is called once, never synchronously. */
+  exec(req: ExecRequest, done: (o: Outcome) => void): void;
   /** Called once when the process exits, whatever the cause. */
   onExit(cb: (code: number | null, signal: NodeJS.Signals | null) => void): void;
   /** Kills the process group (and the uid's strays) and removes its directory. Idempotent. */
@@ -103,7 +108,7 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
   const exitCbs: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
   let startupStderr = "";
   let nextId = 1;
-  let inflight: { id: number; resolve: (o: Outcome) => void; timer: NodeJS.Timeout; signal: AbortSignal | undefined } | undefined;
+  let inflight: { id: number; done: (o: Outcome) => void; timer: NodeJS.Timeout; signal: AbortSignal | undefined } | undefined;
   let readyResolve!: () => void;
   let readyReject!: (e: Error) => void;
   let isReady = false;
@@ -156,7 +161,7 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     inflight = undefined;
     clearTimeout(f.timer);
     f.signal?.removeEventListener("abort", onAbort);
-    f.resolve(o);
+    f.done(o);
   };
 
   // Python cannot be interrupted safely mid-statement: a timeout or a cancel kills the process
@@ -171,8 +176,8 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     f.signal?.removeEventListener("abort", onAbort);
     killGroup();
     readCaptured().then(
-      (c) => f.resolve({ kind, ...c }),
-      () => f.resolve({ kind, stdout: "", stderr: "", truncated: false }),
+      (c) => f.done({ kind, ...c }),
+      () => f.done({ kind, stdout: "", stderr: "", truncated: false }),
     );
   };
   // Listens only on the signal of the call in flight, and only while it is in flight.
@@ -253,19 +258,24 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     get alive() {
       return !exited;
     },
-    exec(req: ExecRequest): Promise<Outcome> {
-      if (inflight) return Promise.reject(new Error("interpreter is busy (the pool serializes calls)"));
-      if (exited || !isReady) {
-        return Promise.resolve({ kind: "died", code: exitInfo?.code ?? null, signal: exitInfo?.signal ?? null, reason: "interpreter not running", stdout: "", stderr: "", truncated: false });
+    exec(req: ExecRequest, done: (o: Outcome) => void): void {
+      if (inflight || exited || !isReady) {
+        const reason = inflight ? "interpreter is busy (the pool serializes calls)" : "interpreter not running";
+        const o: Outcome = { kind: "died", code: exitInfo?.code ?? null, signal: exitInfo?.signal ?? null, reason, stdout: "", stderr: "", truncated: false };
+        process.nextTick(done, o);
+        return;
       }
       const id = nextId++;
       const cpuSeconds = opts.sandbox.enabled ? (opts.sandbox.cpuSeconds ?? Math.ceil(req.timeoutMs / 1000) + 1) : null;
-      return new Promise<Outcome>((resolve) => {
-        const timer = setTimeout(cut, req.timeoutMs, id, "timeout");
-        req.signal?.addEventListener("abort", onAbort, { once: true });
-        inflight = { id, resolve, timer, signal: req.signal };
-        chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
-      });
+      // The request first: the interpreter starts on it while the rest is set up here. Its
+      // reply is read in a later turn of the event loop, when all of this is in place.
+      chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
+      const f = (inflight = { id, done, timer: setTimeout(cut, req.timeoutMs, id, "timeout"), signal: undefined as AbortSignal | undefined });
+      const signal = req.call?.signal;
+      if (!signal) return;
+      f.signal = signal;
+      if (signal.aborted) cut(id, "cancelled");
+      else signal.addEventListener("abort", onAbort, { once: true });
     },
     onExit(cb) {
       if (exited) cb(exitInfo!.code, exitInfo!.signal);

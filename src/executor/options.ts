@@ -166,14 +166,22 @@ const executeOptions = defineOptions(
   { example: '{ sessionId: "env-1" }' },
 );
 
-export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number; signal: AbortSignal | undefined } {
+/** An execution's options checked, with the service's defaults applied. */
+export function parseExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number } {
   // Over the wire an omitted `undefined` argument arrives as null (msgpack has no undefined).
-  const e = executeOptions.parse(o ?? undefined);
+  const e = o === undefined || o === null ? NO_OPTIONS : executeOptions.parse(o);
   const timeoutMs = e.timeoutMs ?? opts.timeoutMs;
   if (timeoutMs > opts.maxTimeoutMs) {
     throw new InvalidOptionsError(`${executeOptions.where}: timeoutMs ${timeoutMs} is above the service's maxTimeoutMs ${opts.maxTimeoutMs}; ask for less or raise maxTimeoutMs`, { details: { option: "timeoutMs" } });
   }
-  // Served as a call (the registry, a service): the caller's cancel or deadline kills the
-  // execution, as a timeout does.
-  return { sessionId: e.sessionId, timeoutMs, signal: activeCall()?.signal };
+  return { sessionId: e.sessionId, timeoutMs };
+}
+const NO_OPTIONS: ExecuteOptions = Object.freeze({});
+
+/**
+ * parseExecuteOptions plus the signal of the call being served, if any: the caller's cancel or
+ * deadline kills the execution, as a timeout does. (The pool takes the call itself, activeCall().)
+ */
+export function resolveExecuteOptions(o: ExecuteOptions | undefined, opts: ResolvedExecutorOptions): { sessionId: string | undefined; timeoutMs: number; signal: AbortSignal | undefined } {
+  return { ...parseExecuteOptions(o, opts), signal: activeCall()?.signal };
 }

@@ -2,10 +2,11 @@ import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { activeCall, type CallContext } from "../call/index.ts";
 import { CancelledError, ClosedError, OverloadedError } from "../errors/index.ts";
 import { InterpreterStartError } from "./errors.ts";
 import { startInterpreter, type InterpreterProcess, type Outcome } from "./interpreter-process.ts";
-import { resolveExecuteOptions, type ExecuteOptions, type ResolvedExecutorOptions } from "./options.ts";
+import { parseExecuteOptions, type ExecuteOptions, type ResolvedExecutorOptions } from "./options.ts";
 import { toResult, describeExit, type ExecutionResult } from "./result.ts";
 import { planSandbox, rssOf, sandboxInfo, type SandboxInfo, type SandboxPlan } from "./sandbox.ts";
 import { SessionTable, type SessionRec } from "./sessions.ts";
@@ -89,7 +90,8 @@ interface Job {
   code: string;
   sessionId: string | undefined;
   timeoutMs: number;
-  signal: AbortSignal | undefined;
+  /** The served call this execution belongs to: its cancel or deadline kills the execution. */
+  call: CallContext | undefined;
   enqueuedAt: number;
   resetReason?: string;
   waitTimer?: NodeJS.Timeout;
@@ -312,16 +314,17 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
       opts.maxQueueWaitMs,
     );
     // A cancelled call leaves the queue at once and never runs.
-    job.signal?.addEventListener("abort", () => leave(cancelledError()), { once: true });
+    job.call?.signal.addEventListener("abort", () => leave(cancelledError()), { once: true });
   }
 
   const cancelledError = () => new CancelledError("the execution was cancelled by its caller");
 
-  function submit(code: string, sessionId: string | undefined, timeoutMs: number, signal: AbortSignal | undefined): Promise<ExecutionResult> {
+  function submit(code: string, sessionId: string | undefined, timeoutMs: number, call: CallContext | undefined): Promise<ExecutionResult> {
     return new Promise<ExecutionResult>((resolve, reject) => {
-      const job: Job = { code, sessionId, timeoutMs, signal, enqueuedAt: performance.now(), resolve, reject };
+      const job: Job = { code, sessionId, timeoutMs, call, enqueuedAt: performance.now(), resolve, reject };
       if (fatal ?? broken) return reject(fatal ?? broken);
-      if (signal?.aborted) return reject(cancelledError());
+      // Cancelled (or past its deadline) before it got here: it never runs.
+      if (call?.signal.aborted) return reject(cancelledError());
       const rec = sessionId === undefined ? undefined : table.get(sessionId);
       if (rec) {
         table.touch(rec);
@@ -361,10 +364,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     const drop = slot.drop.splice(0);
     const t0 = performance.now();
     const queuedMs = t0 - job.enqueuedAt;
-    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs, signal: job.signal }).then(
-      (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs),
-      (err: Error) => finish(slot, proc, job, { kind: "died", code: null, signal: null, reason: err.message, stdout: "", stderr: "", truncated: false }, performance.now() - t0, queuedMs),
-    );
+    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs, call: job.call }, (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs));
   }
 
   function finish(slot: Slot, proc: InterpreterProcess, job: Job, o: Outcome, durationMs: number, queuedMs: number): void {
@@ -427,38 +427,53 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
 
   const closedError = () => new ClosedError("the python executor is closed");
 
+  // One call at a time per session, in arrival order: state changes apply in order, and a
+  // session never needs two interpreters.
+  async function inSession(code: string, sessionId: string, timeoutMs: number, call: CallContext | undefined): Promise<ExecutionResult> {
+    const prev = tails.get(sessionId);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    tails.set(sessionId, mine);
+    try {
+      if (prev) {
+        if (queued >= opts.maxPending) throw overloaded();
+        queued++;
+        try {
+          await prev;
+        } finally {
+          queued--;
+        }
+        if (closed) throw closedError();
+      }
+      return await submit(code, sessionId, timeoutMs, call);
+    } finally {
+      release();
+      if (tails.get(sessionId) === mine) tails.delete(sessionId);
+    }
+  }
+
   const pool: ExecutorPool = {
     get closed() {
       return closed;
     },
-    async execute(code, options) {
-      if (closed) throw closedError();
-      if (typeof code !== "string") throw new TypeError(`code must be a string (got ${typeof code})`);
-      const { sessionId, timeoutMs, signal } = resolveExecuteOptions(options, opts);
-      if (fatal ?? broken) throw fatal ?? broken;
-      if (sessionId === undefined) return submit(code, undefined, timeoutMs, signal);
-      // One call at a time per session, in arrival order: state changes apply in order, and a
-      // session never needs two interpreters.
-      const prev = tails.get(sessionId);
-      let release!: () => void;
-      const mine = new Promise<void>((r) => (release = r));
-      tails.set(sessionId, mine);
+    // Not an async function: a stateless call's result reaches its caller with no promise in
+    // between (the session path keeps its async wrapper: measured, it is no slower).
+    execute(code, options) {
+      if (closed) return Promise.reject(closedError());
+      if (typeof code !== "string") return Promise.reject(new TypeError(`code must be a string (got ${typeof code})`));
+      let sessionId: string | undefined;
+      let timeoutMs: number;
       try {
-        if (prev) {
-          if (queued >= opts.maxPending) throw overloaded();
-          queued++;
-          try {
-            await prev;
-          } finally {
-            queued--;
-          }
-          if (closed) throw closedError();
-        }
-        return await submit(code, sessionId, timeoutMs, signal);
-      } finally {
-        release();
-        if (tails.get(sessionId) === mine) tails.delete(sessionId);
+        ({ sessionId, timeoutMs } = parseExecuteOptions(options, opts));
+      } catch (err) {
+        return Promise.reject(err as Error);
       }
+      if (fatal ?? broken) return Promise.reject(fatal ?? broken);
+      // Served as a call (the registry, a service): the caller's cancel or deadline kills the
+      // execution, as a timeout does.
+      const call = activeCall();
+      if (sessionId === undefined) return submit(code, undefined, timeoutMs, call);
+      return inSession(code, sessionId, timeoutMs, call);
     },
     reset(sessionId) {
       if (typeof sessionId !== "string") throw new TypeError("reset(sessionId) needs the session id string");
