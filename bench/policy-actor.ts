@@ -39,6 +39,26 @@ export class BenchPolicy extends Actor {
     return this.version;
   }
 
+  /**
+   * New weights as the call's argument (over max_payload: pulled in chunks as the call starts),
+   * copied in over 16 turns of the event loop, then the version bumped.
+   */
+  async load(weights: Float32Array, version: number): Promise<number> {
+    this.loading = true;
+    try {
+      if (this.live.length !== weights.length) this.live = new Float32Array(weights.length);
+      const slice = Math.ceil(weights.length / 16);
+      for (let at = 0; at < weights.length; at += slice) {
+        this.live.set(weights.subarray(at, at + slice), at);
+        await new Promise((r) => setImmediate(r));
+      }
+      this.version = version;
+    } finally {
+      this.loading = false;
+    }
+    return this.version;
+  }
+
   /** A served call: fails if it reached the replica mid-commit. */
   async act(x: number): Promise<number> {
     if (this.loading) throw new Error("reached a replica mid-update");

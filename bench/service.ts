@@ -73,6 +73,8 @@ const WEIGHT_BYTES = 16 * 1024 * 1024;
 const CHUNK_FLOATS = (512 * 1024) / 4;
 const LOAD_CALLERS = 16;
 const ROLLS = 5;
+const BIG_WEIGHT_BYTES = 256 * 1024 * 1024;
+const BIG_ROLLS = 3;
 
 /**
  * 16 MB of weights to 4 replicas while 16 callers keep calling: staged on every replica in
@@ -149,6 +151,31 @@ export async function rollUnderLoad(base: { services: Services; placement: "loca
     };
     const fast = await series(0);
     const spread = await series(10);
+    // Issue 14's figure: 256 MB as the rolling call's argument, encoded once, each replica pulling
+    // it in chunks from the caller while it is out of routing.
+    const big = new Float32Array(BIG_WEIGHT_BYTES / 4).map((_, i) => Math.cos(i));
+    const asArgument = { rolls: [] as number[], callsPerSecBefore: 0, callsPerSecDuringRoll: 0, rateRatioDuringRoll: 0, timeToAllUpdatedMs: 0 };
+    {
+      let before = { calls: 0, ms: 0 };
+      let during = { calls: 0, ms: 0 };
+      for (let i = 0; i < BIG_ROLLS; i++) {
+        const nb = ok;
+        const tb = performance.now();
+        await sleep(500);
+        before = { calls: before.calls + ok - nb, ms: before.ms + performance.now() - tb };
+        const n0 = ok;
+        const t0 = performance.now();
+        const done = await svc.load.rolling(big, ++version);
+        const ms = performance.now() - t0;
+        during = { calls: during.calls + ok - n0, ms: during.ms + ms };
+        if (done.length !== 4 || done.some((v) => v !== version)) throw new Error(`roll to ${version} ended at ${done.join(",")}`);
+        asArgument.rolls.push(round(ms, 1));
+      }
+      asArgument.callsPerSecBefore = Math.round(before.calls / (before.ms / 1000));
+      asArgument.callsPerSecDuringRoll = Math.round(during.calls / (during.ms / 1000));
+      asArgument.rateRatioDuringRoll = ratio(asArgument.callsPerSecDuringRoll, asArgument.callsPerSecBefore);
+      asArgument.timeToAllUpdatedMs = round(asArgument.rolls.reduce((a, b) => a + b, 0) / asArgument.rolls.length, 1);
+    }
     stopped = true;
     await load;
     return {
@@ -158,6 +185,7 @@ export async function rollUnderLoad(base: { services: Services; placement: "loca
       chunkKiB: (CHUNK_FLOATS * 4) / 1024,
       ...fast,
       spreadCommit: spread,
+      weightsAsArgument: { weightsMB: BIG_WEIGHT_BYTES / 2 ** 20, ...asArgument },
       callsFailed: failed,
       lastError,
       versionsAfter: svc.status().replicas.map((r) => r.version),
@@ -328,6 +356,8 @@ export async function benchService(): Promise<Record<string, unknown>> {
       ["calls/s during the update, ratio", `${rolling.callsPerSecDuring}, ${rolling.rateRatioDuring}x`],
       ["calls/s during the roll alone, ratio", `${rolling.callsPerSecDuringRoll}, ${rolling.rateRatioDuringRoll}x`],
       ["commit spread over 160 ms per replica: roll ms, calls/s during it, ratio", `${rolling.spreadCommit.rollMs}, ${rolling.spreadCommit.callsPerSecDuringRoll}, ${rolling.spreadCommit.rateRatioDuringRoll}x`],
+      [`${rolling.weightsAsArgument.weightsMB} MB as the roll's argument (svc.load.rolling(weights, v)): time to all-updated ms`, rolling.weightsAsArgument.timeToAllUpdatedMs],
+      [`${rolling.weightsAsArgument.weightsMB} MB roll: calls/s before, during, ratio`, `${rolling.weightsAsArgument.callsPerSecBefore}, ${rolling.weightsAsArgument.callsPerSecDuringRoll}, ${rolling.weightsAsArgument.rateRatioDuringRoll}x`],
     ]);
     return figures;
   } finally {
