@@ -14,7 +14,7 @@ import { TensorEcho } from "./tensor-actor.ts";
 const PEER = fileURLToPath(new URL("./chunks-peer.ts", import.meta.url));
 const MB = 1024 * 1024;
 const SIZE = 64 * MB;
-const ROUNDS = 4;
+const ROUNDS = 6;
 
 /** MB/s of one round trip of `bytes` each way. */
 const rate = (ms: number) => round((2 * SIZE) / MB / (ms / 1000), 1);
@@ -101,7 +101,7 @@ export async function benchChunks(): Promise<Record<string, unknown>> {
       vsRaw: ratio(best(rw), best(ab)),
       actorbusRoundTripMs: round(best(ab), 0),
     };
-    printTable("large values: 64 MB Float32Array in + 64 MB out through a service (MB/s of 128 MB per round trip, best of 4)", [
+    printTable(`large values: 64 MB Float32Array in + 64 MB out through a service (MB/s of 128 MB per round trip, best of ${ROUNDS})`, [
       ["actorbus service (chunked)", out.actorbusMBps],
       ["raw core NATS, 1 MB chunks", out.rawCoreChunksMBps],
       ["raw @nats-io/obj put + get", out.objectStoreMBps],
