@@ -1,4 +1,4 @@
-import type { InstanceInfo } from "../actor/index.ts";
+import type { ActorStats, InstanceInfo } from "../actor/index.ts";
 import { unwrapReply } from "../reply/index.ts";
 import type { BusConnection } from "../connection/index.ts";
 import { ServiceUnavailableError } from "../errors/index.ts";
@@ -13,9 +13,17 @@ export type Liveness = "alive" | "dead" | "unknown";
  * Asks one instance whether it is there. No responders means the process is gone (NATS knows
  * at once); a timeout means it is busy or slow, which is not the same as dead.
  */
-export async function pingInstance(conn: BusConnection, subjects: Subjects, instanceId: string, timeoutMs: number): Promise<Liveness> {
+export async function pingInstance(
+  conn: BusConnection,
+  subjects: Subjects,
+  instanceId: string,
+  timeoutMs: number,
+  /** Asks for the instance's figures instead of a bare ping, and hands them here. */
+  onStats?: (stats: ActorStats) => void,
+): Promise<Liveness> {
   try {
-    unwrapReply<InstanceInfo>(conn.codec, await conn.transport.request(subjects.instance(instanceId), conn.codec.encode({ op: "ping" }), timeoutMs));
+    const reply = unwrapReply<InstanceInfo & { stats?: ActorStats }>(conn.codec, await conn.transport.request(subjects.instance(instanceId), conn.codec.encode({ op: onStats ? "stats" : "ping" }), timeoutMs));
+    if (onStats && reply && typeof reply.stats === "object" && reply.stats !== null) onStats(reply.stats);
     return "alive";
   } catch (err) {
     return err instanceof ServiceUnavailableError ? "dead" : "unknown";

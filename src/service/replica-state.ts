@@ -44,6 +44,18 @@ export interface Replica {
   ejected: boolean;
   /** Why it is not serving, for status: failed (crash loop, waiting for capacity) or ejected; "" otherwise. */
   reason: string;
+  /**
+   * What the current incarnation's rank 0 host counted at the last heartbeat: every call it
+   * served, including those registry handles sent it straight (src/registry/direct-routes.ts).
+   */
+  served: ServedFigures | undefined;
+}
+
+export interface ServedFigures {
+  calls: number;
+  errors: number;
+  p50Ms: number;
+  p99Ms: number;
 }
 
 export function createReplica(index: number): Replica {
@@ -73,6 +85,7 @@ export function createReplica(index: number): Replica {
     versionGroup: "",
     ejected: false,
     reason: "",
+    served: undefined,
   };
 }
 

@@ -1,5 +1,6 @@
 import { nuid } from "@nats-io/transport-node";
 import type { ProcExitEvent, ProcInfo, ProcSpec } from "../agent/index.ts";
+import type { ActorStats } from "../actor/index.ts";
 import type { BusConnection, Inbound, Subscription } from "../connection/index.ts";
 import { InvalidOptionsError, PlacementError, ReplicaCrashedError, type ServiceUnavailableError } from "../errors/index.ts";
 import { pingInstance } from "../registry/index.ts";
@@ -113,6 +114,7 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
   const replicaFailed = (r: Replica, generation: number, reason: string) => {
     if (r.generation !== generation || r.state !== "healthy") return;
     r.generation++;
+    r.served = undefined;
     r.suspect = false;
     r.missed = 0;
     r.ejected = false;
@@ -315,7 +317,11 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
     const gen = r.generation;
     const procs = r.procs;
     const sentAt = performance.now();
-    Promise.all(procs.map((x) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs))))
+    // Rank 0 answers with its figures: the calls handles sent it straight count there only.
+    const served = (st: ActorStats) => {
+      if (r.generation === gen) r.served = { calls: st.calls, errors: st.errors, p50Ms: st.p50Ms, p99Ms: st.p99Ms };
+    };
+    Promise.all(procs.map((x, i) => pingInstance(conn, subjects, x.procId, Math.max(controlTimeoutMs, 2 * o.healthIntervalMs), i === 0 ? served : undefined)))
       .then((states) => {
         if (r.generation !== gen) return;
         const dead = states.findIndex((st) => st === "dead");

@@ -103,6 +103,7 @@ export function createServiceReporter(p: ServiceReporterParams): ServiceReporter
         updating: r.updating,
         ejected: r.ejected,
         reason: r.reason,
+        served: r.served ? { ...r.served } : null,
       };
     }),
     replicaStates: countStates(replicas),

@@ -69,6 +69,13 @@ export interface ReplicaReport {
   ejected: boolean;
   /** Why it is not serving: why it failed (a crash loop, waiting for capacity) or was ejected; "" while it serves. */
   reason: string;
+  /**
+   * What the replica itself counted (its current incarnation, as of the last heartbeat): every
+   * call it served, including those registry handles sent it straight, which `calls` (the
+   * controller's own routing) does not see; null before the first heartbeat. Its latencies are
+   * the time on the replica, not the round trip.
+   */
+  served: { calls: number; errors: number; p50Ms: number; p99Ms: number } | null;
 }
 
 /** What `svc.status()`, the controller's status subject and `actorbus status` report. */

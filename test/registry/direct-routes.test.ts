@@ -57,6 +57,10 @@ describe("registry handles route straight to a replicated service's replicas", f
     const pids = new Set(await Promise.all(Array.from({ length: 64 }, () => handle.hold(5))));
     expect([...pids].sort()).to.deep.equal(svc.status().replicas.flatMap((r) => r.pids).sort());
     face.stop();
+    // The controller did not route these; the replicas' own figures (from the heartbeat) count them.
+    const served = () => svc.status().replicas.reduce((n, r) => n + (r.served?.calls ?? 0), 0);
+    await until(() => served() >= 64, 10_000, "the replicas' served counts at a heartbeat");
+    for (const r of svc.status().replicas) expect(r.served!.p99Ms).to.be.a("number");
   });
 
   it("a replica killed mid-call: the call runs again on a live one while maxTaskRetries allows", async () => {
