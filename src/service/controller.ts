@@ -83,7 +83,7 @@ async function startController(p: ControllerParams, services: Services, ownsServ
 
   const s = createControllerState(name, o.numReplicas);
   const ejection = createOutlierEjection({ state: s, conn, subjects, options: o.outlierEjection });
-  const supervisor = createReplicaSupervisor({ state: s, conn, subjects, namespace, launcher, cls, ref: p.ref, options: o, args: p.args, controlTimeoutMs, onStall: ejection.stalled });
+  const supervisor = createReplicaSupervisor({ state: s, conn, subjects, namespace, launcher, cls, ref: p.ref, options: o, args: p.args, controlTimeoutMs, onStall: ejection.stalled, onHeard: ejection.heard });
   const versions = createReplicaVersions({ state: s, transport, codec: conn.codec, subjects, procs: o.procs });
   const reporter = createServiceReporter({ state: s, conn, subjects, namespace, className: p.base.name, placement: launcher.mode, options: o, methods, versionOf: versions.of, rolling: () => rolling.current() });
   const calls = createRoutedCalls({ state: s, conn, subjects, options: o, recordMethod: reporter.recordMethod, unreachable: supervisor.unreachable, versions, outcomes: ejection, rollRelayed: (job, payload, ro) => rolling.rollRelayed(job, payload, ro) });

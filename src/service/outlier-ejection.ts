@@ -2,7 +2,7 @@ import type { BusConnection } from "../connection/index.ts";
 import { pingInstance } from "../registry/index.ts";
 import type { Subjects } from "../subjects/index.ts";
 import { notifyChange, type ControllerState } from "./controller-state.ts";
-import { answered, createTrack, probeAnswered, probeFailed, stalled, timedOut, type OutlierPeer, type OutlierTrack, type ResolvedOutlierOptions } from "./outliers.ts";
+import { answered, createTrack, heartbeatAnswered, probeAnswered, probeFailed, stalled, timedOut, type OutlierPeer, type OutlierTrack, type ResolvedOutlierOptions } from "./outliers.ts";
 import type { Replica } from "./replica-state.ts";
 
 /** What routed calls tell about each call's outcome on a replica (cheap: it runs per reply). */
@@ -17,6 +17,8 @@ export interface CallOutcomes {
 export interface OutlierEjection extends CallOutcomes {
   /** A heartbeat of the replica sent at `sentAt` got no answer in its time. */
   stalled(r: Replica, generation: number, sentAt: number): void;
+  /** Every process of the replica answered a heartbeat sent at `sentAt`. */
+  heard(r: Replica, generation: number, sentAt: number): void;
   stop(): void;
 }
 
@@ -28,7 +30,7 @@ export interface OutlierEjectionParams {
   options: ResolvedOutlierOptions | false;
 }
 
-const NO_OUTCOMES: OutlierEjection = { answered() {}, timedOut() {}, stalled() {}, stop() {} };
+const NO_OUTCOMES: OutlierEjection = { answered() {}, timedOut() {}, stalled() {}, heard() {}, stop() {} };
 /** For routed calls without outlier ejection. */
 export const NO_CALL_OUTCOMES: CallOutcomes = NO_OUTCOMES;
 
@@ -116,6 +118,10 @@ export function createOutlierEjection(p: OutlierEjectionParams): OutlierEjection
       if (stopped || r.generation !== generation || r.state !== "healthy") return;
       const e = entry(r, generation);
       if (stalled(o, e.track, sentAt, peers(), performance.now())) ejectNow(r, e, "its heartbeat got no answer in time while other replicas answered calls");
+    },
+    heard(r, generation, sentAt) {
+      if (stopped || r.generation !== generation) return;
+      heartbeatAnswered(entry(r, generation).track, sentAt);
     },
     stop() {
       stopped = true;

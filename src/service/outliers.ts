@@ -114,6 +114,15 @@ export function answered(track: OutlierTrack, sentAt: number): void {
  * A call sent at `sentAt` got no reply by its deadline. Returns true when the replica must leave
  * routing now (the track is then marked ejected).
  */
+/**
+ * It answered a heartbeat sent at `sentAt`: evidence that it is there when a peer's heartbeat
+ * stalls (calls registry handles send straight to replicas never reach the controller), but not
+ * an answered call: its run of timeouts stands.
+ */
+export function heartbeatAnswered(track: OutlierTrack, sentAt: number): void {
+  if (sentAt > track.lastAnsweredSentAt) track.lastAnsweredSentAt = sentAt;
+}
+
 export function timedOut(o: ResolvedOutlierOptions, track: OutlierTrack, sentAt: number, peers: readonly OutlierPeer[], now: number): boolean {
   track.consecutive++;
   if (track.ejected || track.consecutive < o.consecutiveTimeouts) return false;

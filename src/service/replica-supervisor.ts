@@ -63,6 +63,8 @@ export interface ReplicaSupervisorParams {
    * NATS but not answering (outlier ejection's signal).
    */
   onStall?: (r: Replica, generation: number, sentAt: number) => void;
+  /** Every process of a replica answered a heartbeat sent at `sentAt` (performance.now() ms). */
+  onHeard?: (r: Replica, generation: number, sentAt: number) => void;
 }
 
 const REPLICA_REF = Symbol.for("actorbus.replicaRef");
@@ -326,6 +328,7 @@ export function createReplicaSupervisor(p: ReplicaSupervisorParams): ReplicaSupe
         if (r.generation !== gen) return;
         const dead = states.findIndex((st) => st === "dead");
         if (dead < 0 && states.includes("unknown")) p.onStall?.(r, gen, sentAt);
+        else if (dead < 0) p.onHeard?.(r, gen, sentAt);
         if (dead < 0) {
           r.missed = 0;
           if (r.suspect) {

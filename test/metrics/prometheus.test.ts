@@ -101,15 +101,17 @@ describe("metrics: a real Prometheus scrapes an agent and a service", function (
 
       let calls: PromSeries[] = [];
       await until(async () => {
-        calls = await query(`actorbus_calls_total{namespace="${ns}"}`);
+        // The handle sends these calls straight to the replica (the registry's route table), so
+        // this process counts them as its handle's calls, not as calls its registry face answered.
+        calls = await query(`actorbus_client_calls_total{namespace="${ns}"}`);
         return calls.some((s) => s.metric.method === "incr" && s.value[1] === "5") && calls.some((s) => s.metric.code === "REMOTE");
-      }, 30_000, "actorbus_calls_total in Prometheus");
+      }, 30_000, "actorbus_client_calls_total in Prometheus");
       const incr = calls.find((s) => s.metric.method === "incr")!;
       expect(incr.metric).to.include({ namespace: ns, service: name, code: "OK", job: "actorbus_service" });
       expect(calls.find((s) => s.metric.code === "REMOTE")!.metric).to.include({ method: "failMe", service: name });
 
       await until(async () => (await query(`actorbus_replicas{namespace="${ns}",state="healthy"}`)).some((s) => s.value[1] === "1"), 30_000, "actorbus_replicas");
-      const buckets = await query(`actorbus_call_duration_seconds_bucket{namespace="${ns}",method="incr",le="+Inf"}`);
+      const buckets = await query(`actorbus_client_call_duration_seconds_bucket{namespace="${ns}",method="incr",le="+Inf"}`);
       expect(buckets.map((s) => s.value[1])).to.deep.equal(["5"]);
 
       await until(async () => {
