@@ -2,6 +2,7 @@ import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
 import { CodecError } from "../errors/index.ts";
 import { DEFAULT_MAX_PAYLOAD, MAX_LEVELS, measureEncodable } from "./bounds.ts";
 import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
+import { createSmallDecoder, createSmallEncoder, NOT_SMALL } from "./small.ts";
 import { decodeTypedArray, SPLICE_BYTES, TAG_BYTES, typedArrayDataOffset, typedArrayEncoder, typedArrayTag } from "./typed-arrays.ts";
 
 /**
@@ -10,7 +11,8 @@ import { decodeTypedArray, SPLICE_BYTES, TAG_BYTES, typedArrayDataOffset, typedA
  * round-trip; `undefined` object fields are dropped and `undefined` values become `null`, as in
  * JSON. Bytes (Uint8Array, Buffer) decode as plain Uint8Arrays, whatever class the payload had.
  * Functions, symbols, cycles, nesting deeper than MAX_LEVELS and values that cannot fit in the
- * payload limit are refused with a CodecError before any encoding work is done.
+ * payload limit are refused with a CodecError before msgpack does any work (small.ts may have
+ * tried, and given up within its SMALL_BYTES).
  */
 export interface Codec {
   /**
@@ -71,7 +73,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
     const n = read();
     return typeof n === "number" && n > 0 ? n : DEFAULT_MAX_PAYLOAD;
   };
-  const ext = new ExtensionCodec();
+  const ext = new Extensions();
   // Large typed arrays of the value encode() is encoding now, where their bytes go (see encode()).
   let splices: Splice[] | undefined;
   // Extension hooks run while the outer encoder is mid-message and may nest (a Map of Sets),
@@ -89,6 +91,8 @@ export function createCodec(options: CodecOptions = {}): Codec {
   const decodeNested = (b: Uint8Array) => new Decoder({ extensionCodec: ext }).decode(b);
   // Buffers adopted by decode(): read once per decode, while its extensions run.
   const adopted = new WeakSet<ArrayBufferLike>();
+  // How many may still be in `adopted` (dropped ones are not told): none, and decode() skips the lookup.
+  let adoptions = 0;
   let owned = false;
   const stageTypedArray = typedArrayEncoder();
   // A large typed array leaves only its tag in msgpack's buffer (written as ext 32, which its
@@ -131,10 +135,16 @@ export function createCodec(options: CodecOptions = {}): Codec {
   const encoder = new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH });
   const largeEncoder = (bound: number) => new Encoder({ extensionCodec: ext, ignoreUndefined: true, maxDepth: MSGPACK_MAX_DEPTH, initialBufferSize: bound + 1024 });
   const decoder = new Decoder({ extensionCodec: ext });
+  const small = createSmallEncoder();
+  const smallDecoder = createSmallDecoder();
 
   return {
     encode(value, over, alloc) {
-      const { bound, spliced } = measureEncodable(value, over ? over.bytes : limit(), over?.name);
+      const max = over ? over.bytes : limit();
+      // Plain data of a few KiB (most calls and replies): one pass, that is its own bounds check.
+      const done = small.encode(value, max);
+      if (done !== undefined) return done;
+      const { bound, spliced } = measureEncodable(value, max, over?.name);
       // Typed arrays of SPLICE_BYTES or more are copied once, straight into the message, rather
       // than into an extension payload and then again into msgpack's buffer.
       const rest = bound - spliced;
@@ -160,8 +170,12 @@ export function createCodec(options: CodecOptions = {}): Codec {
     },
     decode<T>(bytes: Uint8Array): T {
       // Once only: a second decode of the same bytes would alias the first one's arrays.
-      owned = adopted.delete(bytes.buffer);
+      owned = adoptions > 0 && adopted.delete(bytes.buffer);
+      if (owned) adoptions--;
       try {
+        // Plain data (most calls and replies) in one pass; anything else the full way.
+        const v = smallDecoder.decode(bytes);
+        if (v !== NOT_SMALL) return v as T;
         return decoder.decode(plainBytes(bytes)) as T;
       } catch (err) {
         // Messages can quote the payload (BigInt text, for one): cut them, or the error reply
@@ -173,11 +187,24 @@ export function createCodec(options: CodecOptions = {}): Codec {
       }
     },
     adopt(bytes) {
+      if (!adopted.has(bytes.buffer)) adoptions++;
       adopted.add(bytes.buffer);
       return bytes;
     },
     typedArrayOffset: (head) => typedArrayDataOffset(head, EXT_TYPED_ARRAY),
   };
+}
+
+/**
+ * msgpack asks every extension in turn about every array and object it encodes: plain ones,
+ * which none of ours (typed arrays, Map, Set, BigInt, Error, Date) can be, are answered at once.
+ */
+class Extensions extends ExtensionCodec {
+  override tryToEncode(object: unknown, context: undefined): ReturnType<ExtensionCodec["tryToEncode"]> {
+    const proto: unknown = Object.getPrototypeOf(object);
+    if (proto === Object.prototype || proto === null || (proto === Array.prototype && Array.isArray(object))) return null;
+    return super.tryToEncode(object, context);
+  }
 }
 
 /** A typed array left out of msgpack's buffer: its tag byte is at `at` there, its bytes follow it. */

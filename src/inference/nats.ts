@@ -5,6 +5,7 @@ import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, Overloa
 import { encodeErr, respondSafely, unwrapReply } from "../reply/index.ts";
 import { QUEUE_INFERENCE, subjectsFor, type Subjects } from "../subjects/index.ts";
 import { chunksOf, isChunkRef, type Chunks } from "../chunks/index.ts";
+import { HEADROOM } from "../chunks/options.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { HeldRequests } from "./held.ts";
 import { LeaseSubjects } from "./lease-subject.ts";
@@ -13,6 +14,7 @@ import { defineOptions, durationMs, int, str, type SpecFor } from "../options/in
 import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { ATTR, clientSpan, endSpan, putTraceHeaders, serverSpans, TRACE_HEADERS, tracerSource, type ServerSpan, type ServerSpans, type TraceTarget } from "../tracing/index.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
+import { decodeFast, FastWire, NOT_FAST } from "./wire.ts";
 
 export interface NatsTransportOptions {
   /** A BusConnection (connectBus) or a nats.js NatsConnection, which stays the caller's to close. */
@@ -51,6 +53,10 @@ export interface NatsTransportOptions {
  * the ref, which the client pulls. Servers before chunks refuse the 6-element form as malformed
  * rather than handing the model a ref.
  *
+ * Requests and results of tensor records (plain objects of typed arrays and numbers) are written
+ * and read by wire.ts in one pass, byte for byte as the codec does; anything else, and anything
+ * near the chunk threshold, takes the codec's path.
+ *
  * Why leases: a request travels to one server of the queue group and NATS tells nobody if that
  * process dies. Renewals make the holder visible without an extra message per request: a call
  * answered within leaseMs/2 (the common case) costs exactly one request and one reply; a call
@@ -63,6 +69,8 @@ const BATCH_ONLY = [BATCH_HEADER] as const;
 const COALESCE: RequestOptions = Object.freeze({ coalesce: true });
 /** The last element of a request whose body travels in chunks. */
 const CHUNKED = 1;
+/** What a result's reply holds before the result: [0, result]. */
+const OK_HEAD = [0] as const;
 
 interface ClientPending {
   resolve(v: unknown): void;
@@ -132,6 +140,10 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private readonly leaseMs: number;
   private readonly log: RateLimitedLogger;
   private closed = false;
+  /** Requests and results of tensor records, encoded without the codec's full path (wire.ts). */
+  private readonly wire = new FastWire();
+  /** The head of the request being encoded: [seq, leaseSubject, deadlineMs, leaseMs]. */
+  private readonly requestHead: unknown[] = [0, undefined, 0, 0];
 
   // client side
   private readonly pending = new Map<number, ClientPending>();
@@ -208,17 +220,26 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const leaseSubject = this.ensureLeaseSubscription();
     const seq = this.nextSeq++;
     const deadline = Date.now() + timeoutMs;
-    let bytes: Uint8Array;
+    let bytes: Uint8Array | undefined;
     let held: string | undefined;
-    try {
-      // Small requests: the bytes of today, encoded once; a large one is held for the server to pull.
-      const out = this.chunks.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input], this.subjects, deadline, 1);
-      bytes = out.payload;
-      held = out.id;
-      if (held !== undefined) bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, bytes, CHUNKED]);
-    } catch (err) {
-      if (held !== undefined) this.chunks.drop(held);
-      return Promise.reject(err);
+    const head = this.requestHead;
+    head[0] = seq;
+    head[1] = this.leaseBytes;
+    head[2] = timeoutMs;
+    head[3] = this.leaseMs;
+    // Tensor records well under the chunk threshold (most requests): one pass, the same bytes.
+    bytes = this.wire.encode(head, input, this.fastLimit());
+    if (bytes === undefined) {
+      try {
+        // Small requests: the bytes of today, encoded once; a large one is held for the server to pull.
+        const out = this.chunks.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input], this.subjects, deadline, 1);
+        bytes = out.payload;
+        held = out.id;
+        if (held !== undefined) bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, bytes, CHUNKED]);
+      } catch (err) {
+        if (held !== undefined) this.chunks.drop(held);
+        return Promise.reject(err);
+      }
     }
     const span = clientSpan(this.tracer, this.traced, "infer", undefined);
     // One promise of our own (the lease check settles it too) over the transport's; the
@@ -264,6 +285,9 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
         if (isChunkRef(reply)) return this.pullResult(seq, p, reply, deadline, forget);
         forget?.();
         this.pending.delete(seq);
+        // [0, result] of plain data and typed arrays (most replies): read in one pass (wire.ts).
+        const fast = reply[0] === 0x92 && reply[1] === 0 ? decodeFast(reply) : NOT_FAST;
+        if (fast !== NOT_FAST) return p.resolve((fast as unknown[])[1]);
         try {
           p.resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
         } catch (err) {
@@ -307,6 +331,16 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       },
       (err) => done() && p.reject(err),
     );
+  }
+
+  /**
+   * The most bytes a request or result may encode to and still go as plain bytes the fast way:
+   * never more than the chunk threshold (chunks.encode would hold it) nor maxValueBytes.
+   */
+  private fastLimit(): number {
+    const s = this.chunks.settings;
+    const maxPayload = this.conn.transport.maxPayload;
+    return Math.min(s.thresholdBytes ?? Math.floor(maxPayload / 2), maxPayload - HEADROOM, s.maxValueBytes);
   }
 
   client(): InferenceClient<I, O> {
@@ -478,7 +512,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   resolve(callback: unknown, result: O): void {
     const h = callback as Held<I>;
     if (h.settled) return;
-    let bytes: Uint8Array;
+    let bytes: Uint8Array | undefined = this.wire.encode(OK_HEAD, result, this.fastLimit());
+    if (bytes !== undefined) return this.answer(h, bytes);
     try {
       // The client's deadline, as the store counts time: a result it cannot pull by then goes.
       const deadline = Date.now() + (h.expiresAt - performance.now());
@@ -561,7 +596,8 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     }
     let req: unknown;
     try {
-      req = this.conn.codec.decode(msg.data);
+      req = decodeFast(msg.data);
+      if (req === NOT_FAST) req = this.conn.codec.decode(msg.data);
     } catch (err) {
       this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
       this.reply(msg, err);
