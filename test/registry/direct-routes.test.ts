@@ -42,6 +42,18 @@ describe("registry handles route straight to a replicated service's replicas", f
     return svc;
   };
 
+  /** Calls until one reaches a replica without passing the service's registry face (the table is in). */
+  const routedDirectly = async (name: string, call: () => Promise<unknown>) => {
+    const face = faceCounter(services, name);
+    await services.connection.transport.flush();
+    await until(async () => {
+      const before = face.count;
+      await call();
+      return face.count === before;
+    }, 10_000, "direct routing");
+    face.stop();
+  };
+
   it("sends calls to the replicas, not through the registry face, spread over both", async () => {
     const svc = await launch("spread");
     const handle = await services.get<HeldActor>("spread");
@@ -66,18 +78,7 @@ describe("registry handles route straight to a replicated service's replicas", f
   it("a replica killed mid-call: the call runs again on a live one while maxTaskRetries allows", async () => {
     const svc = await launch("retried", { numReplicas: 1, maxTaskRetries: 1, timeoutMs: 20_000 });
     const handle = await services.get<HeldActor>("retried");
-    await until(async () => {
-      await handle.pid();
-      return true;
-    }, 5_000, "first call");
-    const face = faceCounter(services, "retried");
-    await services.connection.transport.flush();
-    await until(async () => {
-      const before = face.count;
-      await handle.pid();
-      return face.count === before;
-    }, 10_000, "direct routing");
-    face.stop();
+    await routedDirectly("retried", () => handle.pid());
     const [victim] = svc.status().replicas[0]!.pids;
     const held = handle.hold(1_000);
     await until(async () => (await handle.startedCount()) > 0, 5_000, "the call started on the replica");
@@ -89,14 +90,7 @@ describe("registry handles route straight to a replicated service's replicas", f
   it("without retries, a replica killed mid-call fails the call at once with ReplicaCrashedError", async () => {
     const svc = await launch("crashed", { numReplicas: 1, maxTaskRetries: 0, timeoutMs: 20_000 });
     const handle = await services.get<HeldActor>("crashed");
-    const face = faceCounter(services, "crashed");
-    await services.connection.transport.flush();
-    await until(async () => {
-      const before = face.count;
-      await handle.pid();
-      return face.count === before;
-    }, 10_000, "direct routing");
-    face.stop();
+    await routedDirectly("crashed", () => handle.pid());
     const [victim] = svc.status().replicas[0]!.pids;
     const t0 = Date.now();
     const held = handle.hold(10_000).then(
