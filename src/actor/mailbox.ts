@@ -60,8 +60,8 @@ export interface MailboxParams {
   publish(subject: string, data: Uint8Array): void;
 }
 
-// Replies of a long batch leave in parts of this many, so its caller can start on them.
-const OUTBOX_PART = 32;
+// How long the first reply of a long turn may wait for others to leave with it.
+const OUTBOX_HOLD_MS = 1;
 
 export function createMailbox(p: MailboxParams): Mailbox {
   const { conn, subjects, name, options, stats, relay, send, calls } = p;
@@ -94,6 +94,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
   // leave when its last call is posted.
   const outbox: [Inbound, Uint8Array][] = [];
   let outboxFlush: ReturnType<typeof setImmediate> | undefined;
+  let outboxSince = 0;
   // Set while the calls of one batch message are posted: a call answered at once is not alone.
   let batching = 0;
   // A lone reply is written to the socket at once, not after what else this turn runs.
@@ -114,10 +115,13 @@ export function createMailbox(p: MailboxParams): Mailbox {
       return writeNow();
     }
     outbox.push([job.msg, bytes]);
-    // A long batch answers in parts, so that its caller works on the first replies while the
-    // rest run: caller and host overlap instead of taking turns.
-    if (outbox.length >= OUTBOX_PART) flushOutbox();
-    else outboxFlush ??= setImmediate(flushOutbox);
+    // A long turn answers in parts, so that its caller works on the first replies while the
+    // rest run: caller and host overlap instead of taking turns. A part leaves once its first
+    // reply has waited OUTBOX_HOLD_MS: every message costs the server and the caller a wakeup,
+    // which outweighs the overlap for calls that take microseconds.
+    if (outbox.length === 1) outboxSince = performance.now();
+    else if (batching === 0 && performance.now() - outboxSince >= OUTBOX_HOLD_MS) flushOutbox();
+    if (outbox.length > 0) outboxFlush ??= setImmediate(flushOutbox);
   };
 
   const settle = (job: HostedCall) => {

@@ -13,6 +13,16 @@ export interface CallContext {
   readonly metadata: Readonly<Record<string, string>>;
   readonly signal: AbortSignal;
   /**
+   * What `signal` tells, for code that only needs to hear it: `listener` is called once, with
+   * the reason, when the call is aborted (its caller cancels, its deadline passes, its host
+   * stops). Cheaper than the signal: a host makes no AbortController and no timer for it.
+   * Returns false, registering nothing, when the call is aborted already. Remove the listener
+   * with removeAbortListener once the work it guards is over. Optional: a context made
+   * elsewhere may only have `signal`.
+   */
+  addAbortListener?(listener: (reason: Error) => void): boolean;
+  removeAbortListener?(listener: (reason: Error) => void): void;
+  /**
    * W3C trace context of the host's span of this call (OpenTelemetry, when an SDK is registered
    * here), else as the caller sent it; "" when there is none. For propagating the trace to
    * systems actorbus does not reach; calls through handles carry it by themselves.
@@ -26,7 +36,17 @@ export interface CallContext {
 const store = new AsyncLocalStorage<CallContext>();
 
 const NEVER = new AbortController().signal;
-const OUTSIDE: CallContext = Object.freeze({ callId: "", method: "", deadline: Infinity, metadata: Object.freeze({}), signal: NEVER, traceparent: "", tracestate: "" });
+const OUTSIDE: CallContext = Object.freeze({
+  callId: "",
+  method: "",
+  deadline: Infinity,
+  metadata: Object.freeze({}),
+  signal: NEVER,
+  traceparent: "",
+  tracestate: "",
+  addAbortListener: () => true, // never aborted: the listener is never called
+  removeAbortListener: () => {},
+});
 
 /**
  * The context of the call being served, inside any method of any hosted class (and whatever

@@ -9,14 +9,24 @@
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 export function encodeFrame(value: unknown): Buffer {
-  const body = Buffer.from(JSON.stringify(value), "utf8");
-  const out = Buffer.allocUnsafe(4 + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, 4);
+  // The JSON written straight after its length: one buffer, no copy.
+  const json = JSON.stringify(value);
+  const n = Buffer.byteLength(json, "utf8");
+  const out = Buffer.allocUnsafe(4 + n);
+  out.writeUInt32BE(n, 0);
+  out.write(json, 4, "utf8");
   return out;
 }
 
 export class FrameError extends Error {}
+
+function parseFrame(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch (err) {
+    throw new FrameError(`frame is not JSON: ${(err as Error).message}`);
+  }
+}
 
 /** Feeds on socket chunks and hands out whole decoded frames. */
 export class FrameDecoder {
@@ -25,6 +35,11 @@ export class FrameDecoder {
 
   /** Decoded frames completed by this chunk; throws FrameError on a malformed stream. */
   push(chunk: Buffer): unknown[] {
+    // The usual chunk: exactly one whole frame (a reply is written in one write), read in place.
+    if (this.buffered === 0 && chunk.length >= 4) {
+      const len = chunk.readUInt32BE(0);
+      if (len + 4 === chunk.length && len <= MAX_FRAME_BYTES) return [parseFrame(chunk.toString("utf8", 4))];
+    }
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: unknown[] = [];
@@ -34,14 +49,7 @@ export class FrameDecoder {
       const len = head.readUInt32BE(0);
       if (len > MAX_FRAME_BYTES) throw new FrameError(`frame of ${len} bytes exceeds ${MAX_FRAME_BYTES}`);
       if (this.buffered < 4 + len) return frames;
-      const all = this.take(4 + len);
-      let value: unknown;
-      try {
-        value = JSON.parse(all.subarray(4).toString("utf8"));
-      } catch (err) {
-        throw new FrameError(`frame is not JSON: ${(err as Error).message}`);
-      }
-      frames.push(value);
+      frames.push(parseFrame(this.take(4 + len).toString("utf8", 4)));
     }
   }
 

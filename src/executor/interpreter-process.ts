@@ -40,12 +40,6 @@ export interface ExecRequest {
   /** Session keys to forget first (evicted or reset sessions). */
   drop: string[];
   timeoutMs: number;
-  /**
-   * The call this execution serves: when its signal aborts (the caller cancelled, its deadline
-   * passed), the execution is killed as at a timeout (outcome "cancelled"). Its listener is
-   * added once the request is written, while the interpreter already works on it.
-   */
-  call?: { readonly signal: AbortSignal };
 }
 
 /**
@@ -62,6 +56,11 @@ export interface InterpreterProcess {
   readonly alive: boolean;
   /** Runs one request; `done` is called once, never synchronously. */
   exec(req: ExecRequest, done: (o: Outcome) => void): void;
+  /**
+   * The caller of the request in flight gave up (cancelled, or its deadline passed): the
+   * execution is killed as at a timeout, and its outcome is "cancelled". No-op when idle.
+   */
+  cancel(): void;
   /** Called once when the process exits, whatever the cause. */
   onExit(cb: (code: number | null, signal: NodeJS.Signals | null) => void): void;
   /** Kills the process group (and the uid's strays) and removes its directory. Idempotent. */
@@ -108,7 +107,7 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
   const exitCbs: ((code: number | null, signal: NodeJS.Signals | null) => void)[] = [];
   let startupStderr = "";
   let nextId = 1;
-  let inflight: { id: number; done: (o: Outcome) => void; timer: NodeJS.Timeout; signal: AbortSignal | undefined } | undefined;
+  let inflight: { id: number; done: (o: Outcome) => void; limitAt: number } | undefined;
   let readyResolve!: () => void;
   let readyReject!: (e: Error) => void;
   let isReady = false;
@@ -159,30 +158,45 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     const f = inflight;
     if (!f) return;
     inflight = undefined;
-    clearTimeout(f.timer);
-    f.signal?.removeEventListener("abort", onAbort);
     f.done(o);
   };
 
   // Python cannot be interrupted safely mid-statement: a timeout or a cancel kills the process
-  // group, and the pool replaces the interpreter. With one call at a time, the timer's callback
-  // and the abort listener are made once per process, not once per call.
-  const cut = (id: number, kind: "timeout" | "cancelled") => {
+  // group, and the pool replaces the interpreter.
+  const cut = (kind: "timeout" | "cancelled") => {
     const f = inflight;
-    if (f?.id !== id) return;
+    if (!f) return;
     // Take the call back first so the exit handler does not report it as a crash.
     inflight = undefined;
-    clearTimeout(f.timer);
-    f.signal?.removeEventListener("abort", onAbort);
     killGroup();
     readCaptured().then(
       (c) => f.done({ kind, ...c }),
       () => f.done({ kind, stdout: "", stderr: "", truncated: false }),
     );
   };
-  // Listens only on the signal of the call in flight, and only while it is in flight.
-  const onAbort = () => {
-    if (inflight) cut(inflight.id, "cancelled");
+
+  // The time limit of the call in flight: one timer per process, not one per call. It stays
+  // armed past the call it was set for, and is re-armed only when a call's limit comes before
+  // the armed time: calls usually share one timeoutMs, so after the first call a call neither
+  // makes nor clears a timer. When it fires it cuts the call in flight if that one is past its
+  // limit, else waits for that call's limit (or for nothing, when idle).
+  let limitTimer: NodeJS.Timeout | undefined;
+  let limitArmedAt = Infinity;
+  const armLimit = (at: number) => {
+    if (at >= limitArmedAt) return;
+    clearTimeout(limitTimer);
+    limitArmedAt = at;
+    limitTimer = setTimeout(onLimit, Math.max(0, Math.ceil(at - performance.now())));
+    // The channel and the child keep the event loop alive while a call runs.
+    limitTimer.unref();
+  };
+  const onLimit = () => {
+    limitTimer = undefined;
+    limitArmedAt = Infinity;
+    const f = inflight;
+    if (!f) return;
+    if (performance.now() >= f.limitAt) cut("timeout");
+    else armLimit(f.limitAt);
   };
 
   const protocolFailure = (reason: string) => {
@@ -232,6 +246,8 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
     exited = true;
     exitInfo = { code, signal };
     clearTimeout(startTimer);
+    clearTimeout(limitTimer);
+    limitArmedAt = -Infinity; // never armed again
     if (!isReady) {
       const how = signal ? `signal ${signal}` : `exit code ${code}`;
       readyReject(new Error(`interpreter exited during startup (${how})${startupStderr ? `: ${startupStderr.trim()}` : ""}`));
@@ -270,12 +286,12 @@ export function startInterpreter(p: LaunchParams): InterpreterProcess {
       // The request first: the interpreter starts on it while the rest is set up here. Its
       // reply is read in a later turn of the event loop, when all of this is in place.
       chan.write(encodeFrame({ op: "exec", id, key: req.key, code: req.code, drop: req.drop, cpuSeconds }));
-      const f = (inflight = { id, done, timer: setTimeout(cut, req.timeoutMs, id, "timeout"), signal: undefined as AbortSignal | undefined });
-      const signal = req.call?.signal;
-      if (!signal) return;
-      f.signal = signal;
-      if (signal.aborted) cut(id, "cancelled");
-      else signal.addEventListener("abort", onAbort, { once: true });
+      const limitAt = performance.now() + req.timeoutMs;
+      inflight = { id, done, limitAt };
+      armLimit(limitAt);
+    },
+    cancel(): void {
+      cut("cancelled");
     },
     onExit(cb) {
       if (exited) cb(exitInfo!.code, exitInfo!.signal);

@@ -92,6 +92,10 @@ interface Job {
   timeoutMs: number;
   /** The served call this execution belongs to: its cancel or deadline kills the execution. */
   call: CallContext | undefined;
+  /** Listens for the call's abort from submit() until the job settles (see listenForAbort). */
+  onAbort?: () => void;
+  /** The interpreter running it, once started. */
+  proc?: InterpreterProcess;
   enqueuedAt: number;
   resetReason?: string;
   waitTimer?: NodeJS.Timeout;
@@ -165,6 +169,7 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     for (const job of jobs) {
       clearTimeout(job.waitTimer);
       queued--;
+      unlisten(job);
       job.reject(err);
     }
   }
@@ -298,33 +303,65 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
   }
 
   function enqueue(queue: Job[], job: Job): void {
-    if (queued >= opts.maxPending) return job.reject(overloaded());
+    if (queued >= opts.maxPending) {
+      unlisten(job);
+      return job.reject(overloaded());
+    }
     queued++;
     queue.push(job);
-    const leave = (err: Error) => {
+    job.waitTimer = setTimeout(
+      () => leave(job, new OverloadedError(`no interpreter became free within ${opts.maxQueueWaitMs} ms (maxQueueWaitMs)`, { details: { maxQueueWaitMs: opts.maxQueueWaitMs } })),
+      opts.maxQueueWaitMs,
+    );
+  }
+
+  /** A queued job leaves its queue (the shared one, or its slot's: a replaced slot's went to the shared one) and fails. */
+  function leave(job: Job, err: Error): void {
+    for (const queue of [shared, ...slots.map((s) => s.queue)]) {
       const i = queue.indexOf(job);
-      if (i < 0) return;
+      if (i < 0) continue;
       queue.splice(i, 1);
       queued--;
       clearTimeout(job.waitTimer);
-      job.reject(err);
-    };
-    job.waitTimer = setTimeout(
-      () => leave(new OverloadedError(`no interpreter became free within ${opts.maxQueueWaitMs} ms (maxQueueWaitMs)`, { details: { maxQueueWaitMs: opts.maxQueueWaitMs } })),
-      opts.maxQueueWaitMs,
-    );
-    // A cancelled call leaves the queue at once and never runs.
-    job.call?.signal.addEventListener("abort", () => leave(cancelledError()), { once: true });
+      unlisten(job);
+      return job.reject(err);
+    }
   }
 
   const cancelledError = () => new CancelledError("the execution was cancelled by its caller");
+
+  /**
+   * The job hears its call's abort from now until it settles: queued, it leaves the queue and
+   * never runs; running, its interpreter is killed (the outcome "cancelled" rejects it). False
+   * when the call was aborted already.
+   */
+  function listenForAbort(job: Job, call: CallContext): boolean {
+    const onAbort = (job.onAbort = () => {
+      if (job.proc) job.proc.cancel();
+      else leave(job, cancelledError());
+    });
+    // A host's call context tells without an AbortSignal (no AbortController, no timer); any
+    // other context through its signal.
+    if (call.addAbortListener) return call.addAbortListener(onAbort);
+    if (call.signal.aborted) return false;
+    call.signal.addEventListener("abort", onAbort, { once: true });
+    return true;
+  }
+
+  function unlisten(job: Job): void {
+    const { call, onAbort } = job;
+    if (!call || !onAbort) return;
+    job.onAbort = undefined;
+    if (call.removeAbortListener) call.removeAbortListener(onAbort);
+    else call.signal.removeEventListener("abort", onAbort);
+  }
 
   function submit(code: string, sessionId: string | undefined, timeoutMs: number, call: CallContext | undefined): Promise<ExecutionResult> {
     return new Promise<ExecutionResult>((resolve, reject) => {
       const job: Job = { code, sessionId, timeoutMs, call, enqueuedAt: performance.now(), resolve, reject };
       if (fatal ?? broken) return reject(fatal ?? broken);
       // Cancelled (or past its deadline) before it got here: it never runs.
-      if (call?.signal.aborted) return reject(cancelledError());
+      if (call && !listenForAbort(job, call)) return reject(cancelledError());
       const rec = sessionId === undefined ? undefined : table.get(sessionId);
       if (rec) {
         table.touch(rec);
@@ -364,10 +401,12 @@ export function createExecutorPool(opts: ResolvedExecutorOptions, deps: PoolDeps
     const drop = slot.drop.splice(0);
     const t0 = performance.now();
     const queuedMs = t0 - job.enqueuedAt;
-    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs, call: job.call }, (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs));
+    job.proc = proc;
+    proc.exec({ key, code: job.code, drop, timeoutMs: job.timeoutMs }, (o) => finish(slot, proc, job, o, performance.now() - t0, queuedMs));
   }
 
   function finish(slot: Slot, proc: InterpreterProcess, job: Job, o: Outcome, durationMs: number, queuedMs: number): void {
+    unlisten(job);
     if (closed) return job.reject(new ClosedError("the python executor was closed during the execution"));
     counters.executions++;
     slot.executions++;

@@ -16,6 +16,15 @@ export interface InferenceServerOptions<I, O, B, R> {
   /** How long the loop waits for work, and for `minBatchSize` to fill. Default 10 ms. */
   timeoutMs?: number;
   /**
+   * After a batch is answered, how long the loop may wait for its callers to send again when
+   * fewer requests are queued than that batch had. Closed-loop callers (an actor that acts,
+   * awaits its action, acts again) otherwise split into two groups that alternate, each batch
+   * half full. The wait ends as soon as the batch is as large as the last one plus what was
+   * queued (at most maxBatchSize). Default: half the last batch's model time, at most
+   * `timeoutMs`; 0 runs whatever is queued at once.
+   */
+  gatherMs?: number;
+  /**
    * Items -> model input. Default `stack` (tensor records -> one array per key). A batch it
    * throws on is halved until the inputs it cannot take stand alone; only their callers fail.
    */
@@ -65,6 +74,7 @@ const serverOptions = defineOptions(
     maxBatchSize: int({ min: 1, hint: "1 disables batching" }),
     minBatchSize: int({ min: 1, hint: "1 runs as soon as anything arrives" }),
     timeoutMs: durationMs({ min: 0, hint: "how long to wait for a batch to fill" }),
+    gatherMs: durationMs({ min: 0, hint: "how long to wait for the last batch's callers to come back; 0 disables" }),
     collate: fn("it turns the list of inputs into the model's input"),
     split: fn("it turns the model's output into one result per input"),
     statsWindow: int({ min: 1, hint: "samples kept for percentiles" }),
@@ -111,6 +121,12 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   readonly maxBatchSize: number;
   readonly minBatchSize: number;
   readonly timeoutMs: number;
+  /** Undefined: half the last batch's model time (at most timeoutMs). */
+  private readonly gatherMs: number | undefined;
+  /** Size of the batch last answered and when (performance.now()): who may be about to come back. */
+  private lastBatchSize = 0;
+  private lastAnsweredAt = 0;
+  private lastModelMs = 0;
   private readonly collate: (items: I[]) => B;
   private readonly split: (output: R, batchSize: number) => O[];
   private readonly shutdownTimeoutMs: number;
@@ -152,6 +168,7 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       throw new InvalidOptionsError(`${where}: minBatchSize (${this.minBatchSize}) exceeds maxBatchSize (${this.maxBatchSize}); lower minBatchSize or raise maxBatchSize`);
     }
     this.timeoutMs = o.timeoutMs;
+    this.gatherMs = o.gatherMs;
     this.shutdownTimeoutMs = o.shutdownTimeoutMs;
     this.collate = (o.collate as ((items: I[]) => B) | undefined) ?? (stack as unknown as (items: I[]) => B);
     this.split = (o.split as ((output: R, n: number) => O[]) | undefined) ?? (defaultSplit as unknown as (output: R, n: number) => O[]);
@@ -420,14 +437,20 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       if (first.inputs.length === 0) continue;
       let { inputs, callbacks } = first;
       let receivedAt = first.receivedAt ?? [];
-      if (inputs.length < this.minBatchSize) {
+      const gatherTo = Math.min(this.maxBatchSize, inputs.length + this.lastBatchSize);
+      const gatherUntil = this.lastAnsweredAt + this.gatherWindowMs();
+      const minUntil = performance.now() + this.timeoutMs;
+      if (inputs.length < this.minBatchSize || (inputs.length < gatherTo && performance.now() < gatherUntil)) {
         // Copies to grow: the arrays a transport drained are not ours to change.
         inputs = inputs.slice();
         callbacks = callbacks.slice();
         receivedAt = receivedAt.slice();
-        const deadline = performance.now() + this.timeoutMs;
-        while (inputs.length < this.minBatchSize && !this.stopping) {
-          const remaining = deadline - performance.now();
+        while (!this.stopping) {
+          const now = performance.now();
+          const remaining = Math.max(
+            inputs.length < this.minBatchSize ? minUntil - now : 0,
+            inputs.length < gatherTo ? gatherUntil - now : 0,
+          );
           if (remaining <= 0) break;
           await this.waitForWork(remaining);
           const more = t.drain(this.maxBatchSize - inputs.length);
@@ -445,8 +468,14 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       } finally {
         this.inFlight = undefined;
         this.gate.release();
+        this.lastBatchSize = callbacks.length;
+        this.lastAnsweredAt = performance.now();
       }
     }
+  }
+
+  private gatherWindowMs(): number {
+    return this.gatherMs ?? Math.min(this.lastModelMs / 2, this.timeoutMs);
   }
 
   private async runBatch(inputs: I[], callbacks: unknown[], receivedAt: number[]): Promise<void> {
@@ -472,6 +501,7 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       const start = performance.now();
       const output = await this.model(batch);
       const modelMs = performance.now() - start;
+      this.lastModelMs = modelMs;
       this.recorder.batch(n, receivedAt, start, modelMs);
       const results = this.split(output, n);
       if (!Array.isArray(results)) {

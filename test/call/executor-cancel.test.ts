@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { withOptions } from "../../src/call/index.ts";
-import { CancelledError } from "../../src/errors/index.ts";
+import { CallTimeoutError, CancelledError } from "../../src/errors/index.ts";
 import { PythonExecutorService } from "../../src/executor/index.ts";
 import { getServices, type Services } from "../../src/registry/index.ts";
 import { testUrl, uniqueNamespace, until } from "../helpers/nats.ts";
@@ -43,5 +43,17 @@ describe("cancelling Python executions", function () {
     expect(after.stdout.trim()).to.equal("alive");
     expect(existsSync(markerFile), "the cancelled queued execution never ran").to.equal(false);
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the call's deadline kills a running execution (before the executor's own timeoutMs) and replaces its interpreter", async () => {
+    const py = await services.get<PythonExecutorService>("py");
+    await py.execute("x = 1");
+    const before = await py.stats();
+    const t0 = Date.now();
+    expect(await withOptions(py, { timeoutMs: 300 }).execute("import time\ntime.sleep(30)").catch((e) => e)).to.be.instanceOf(CallTimeoutError);
+    // The sleeper was killed at the deadline (timeoutMs of the service: 30 s), not left running.
+    await until(async () => (await py.stats()).restarts > before.restarts, 5_000, "the interpreter to be replaced");
+    expect(Date.now() - t0).to.be.below(5_000);
+    expect((await py.execute("print('alive')")).stdout.trim()).to.equal("alive");
   });
 });

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { CallTimeoutError, OverloadedError, RemoteError, ServiceUnavailableError } from "../../src/errors/index.ts";
+import { CallTimeoutError, InvalidOptionsError, OverloadedError, RemoteError, ServiceUnavailableError } from "../../src/errors/index.ts";
 import {
   InferenceServer,
   InferenceServerStateError,
@@ -277,6 +277,63 @@ for (const kind of ["in-process", "nats"] as const) {
       expect(s.requestsPerSecond).to.be.above(0);
       server.stats({ reset: true });
       expect(server.stats().requests).to.equal(0);
+    });
+
+    /**
+     * Closed-loop callers in two groups that start apart: each caller acts (2 ms) between its
+     * action and its next request. The model takes 20 ms. Without gathering, the loop runs the
+     * group that waited while the other's batch ran, and the groups keep taking turns in half
+     * batches; gathering waits for the callers it just answered and merges them.
+     */
+    const closedLoop = async (gatherMs: number | undefined) => {
+      const sizes: number[] = [];
+      const model = async (b: TensorBatch) => {
+        sizes.push(b.batchSize);
+        await new Promise((r) => setTimeout(r, 20));
+        return doubling(b);
+      };
+      const server = serve(new InferenceServer(model, kit.server(), { maxBatchSize: 8, ...(gatherMs === undefined ? {} : { gatherMs }) }).start());
+      await server.ready();
+      const client = kit.client();
+      let stop = false;
+      const actor = async (i: number, startMs: number) => {
+        await new Promise((r) => setTimeout(r, startMs));
+        while (!stop) {
+          await client.submit(obs(i));
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      };
+      const actors = Array.from({ length: 8 }, (_, i) => actor(i, i < 4 ? 0 : 8));
+      await until(() => sizes.length >= 24, 10_000, "24 batches");
+      stop = true;
+      await Promise.all(actors);
+      await server.shutdown();
+      return sizes.slice(8, 24);
+    };
+
+    it("gathers the callers it just answered into one batch instead of two that take turns (gatherMs)", async () => {
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const gathered = await closedLoop(undefined); // default: half the last model time
+      expect(mean(gathered), `batch sizes ${gathered}`).to.be.at.least(7);
+      const apart = await closedLoop(0);
+      expect(apart.filter((n) => n < 8).length, `batch sizes ${apart}`).to.be.at.least(12);
+    });
+
+    it("refuses a gatherMs that is not a duration", () => {
+      expect(() => new InferenceServer(doubling, kit.server(), { gatherMs: -1 })).to.throw(InvalidOptionsError, /gatherMs/);
+      expect(() => new InferenceServer(doubling, kit.server(), { gatherMS: 1 } as never)).to.throw(InvalidOptionsError, /gatherMs/);
+    });
+
+    it("never makes a request after an idle spell wait for gathering", async () => {
+      const model = async (b: TensorBatch) => (await new Promise((r) => setTimeout(r, 100)), doubling(b));
+      const server = serve(new InferenceServer(model, kit.server(), { maxBatchSize: 8 }).start());
+      await server.ready();
+      const client = kit.client();
+      await Promise.all(Array.from({ length: 4 }, (_, i) => client.submit(obs(i)))); // a batch of 4 answered
+      await new Promise((r) => setTimeout(r, 120)); // idle longer than the 50 ms gathering window
+      server.stats({ reset: true });
+      await client.submit(obs(9));
+      expect(server.stats().p50QueueWaitMs).to.be.below(25);
     });
 
     it("routes out-of-order completions to the right callers (a slow and a fast server)", async () => {
