@@ -3,7 +3,7 @@ import { CodecError } from "../errors/index.ts";
 import { DEFAULT_MAX_PAYLOAD, MAX_LEVELS, measureEncodable } from "./bounds.ts";
 import { errorFromRecord, errorRecord, isErrorValue } from "./error-values.ts";
 import { createSmallDecoder, createSmallEncoder, NOT_SMALL } from "./small.ts";
-import { decodeTypedArray, SPLICE_BYTES, TAG_BYTES, typedArrayDataOffset, typedArrayEncoder, typedArrayTag } from "./typed-arrays.ts";
+import { decodeTypedArray, EXT_TYPED_ARRAY, SPLICE_BYTES, TAG_BYTES, typedArrayDataOffset, typedArrayEncoder, typedArrayTag } from "./typed-arrays.ts";
 
 /**
  * The wire format: msgpack, plus extensions so that what users pass to actors comes back as the
@@ -55,7 +55,6 @@ export interface EncodeLimit {
 /** Values whose size bound is over this are encoded apart (see encode()). */
 const LARGE_VALUE = 1024 * 1024;
 
-const EXT_TYPED_ARRAY = 1;
 const EXT_MAP = 2;
 const EXT_SET = 3;
 const EXT_BIGINT = 4;
@@ -66,6 +65,18 @@ const EXT_ERROR = 5;
 const MSGPACK_MAX_DEPTH = 4 * MAX_LEVELS + 16;
 
 export function createCodec(options: CodecOptions = {}): Codec {
+  return makeCodec(options, true);
+}
+
+/**
+ * The codec without small.ts's one-pass path: every value the checked way (the walk, then
+ * msgpack with the extensions). Not exported from the package: tests compare the two with it.
+ */
+export function createCheckedCodec(options: CodecOptions = {}): Codec {
+  return makeCodec(options, false);
+}
+
+function makeCodec(options: CodecOptions, onePass: boolean): Codec {
   const given = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
   const read = typeof given === "function" ? given : () => given;
   // A getter over server INFO can say nothing (not connected yet): fall back rather than refuse all.
@@ -142,7 +153,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
     encode(value, over, alloc) {
       const max = over ? over.bytes : limit();
       // Plain data of a few KiB (most calls and replies): one pass, that is its own bounds check.
-      const done = small.encode(value, max);
+      const done = onePass ? small.encode(value, max) : undefined;
       if (done !== undefined) return done;
       const { bound, spliced } = measureEncodable(value, max, over?.name);
       // Typed arrays of SPLICE_BYTES or more are copied once, straight into the message, rather
@@ -174,7 +185,7 @@ export function createCodec(options: CodecOptions = {}): Codec {
       if (owned) adoptions--;
       try {
         // Plain data (most calls and replies) in one pass; anything else the full way.
-        const v = smallDecoder.decode(bytes);
+        const v = onePass ? smallDecoder.decode(bytes) : NOT_SMALL;
         if (v !== NOT_SMALL) return v as T;
         return decoder.decode(plainBytes(bytes)) as T;
       } catch (err) {

@@ -1,16 +1,22 @@
 /**
  * The encoder of the values most calls carry: plain objects and arrays of numbers, strings,
- * booleans, null/undefined and bytes, of at most SMALL_BYTES. It writes msgpack byte for byte as
- * @msgpack/msgpack does (ignoreUndefined), in one pass that is also its own bounds check: a value
- * it completes within min(limit, SMALL_BYTES) bytes is one the walk of bounds.ts would have passed
- * (its exact size is over that walk's lower bound, its nesting under MAX_LEVELS, and it holds
- * nothing the walk refuses). Anything else (another class, a function, a symbol, a BigInt, a
- * Map, a Set, an Error, a typed array other than bytes, deep or cyclic data, a value past the
- * limit) makes it give up, at once and before reading further, and codec.ts encodes the value
- * the full way: the walk first, with its typed CodecErrors, then msgpack with the extensions.
- * Giving up costs at most SMALL_BYTES of wasted writing: the walk refuses a 1e8-length array or
- * a 100 MB string by its length, and so does this, before looking at an element.
+ * booleans, null/undefined, bytes and typed arrays (tensor records: inference requests and
+ * results), of at most SMALL_BYTES. It writes msgpack byte for byte as @msgpack/msgpack does
+ * with the codec's extensions (ignoreUndefined; typed arrays as extension EXT_TYPED_ARRAY, see
+ * typed-arrays.ts), in one pass that is also its own bounds check: a value it completes within
+ * min(limit, SMALL_BYTES) bytes is one the walk of bounds.ts would have passed (its exact size is
+ * over that walk's lower bound, its nesting under MAX_LEVELS, and it holds nothing the walk
+ * refuses). Anything else (another class, a function, a symbol, a BigInt, a Map, a Set, an
+ * Error, a DataView or a subclass of a typed array, deep or cyclic data, a value past the limit)
+ * makes it give up, at once and before reading further, and codec.ts encodes the value the full
+ * way: the walk first, with its typed CodecErrors, then msgpack with the extensions. Giving up
+ * costs at most SMALL_BYTES of wasted writing: the walk refuses a 1e8-length array or a 100 MB
+ * string by its length, and so does this, before looking at an element. Typed arrays large
+ * enough for the codec to splice them in (SPLICE_BYTES) never fit here: they keep their one copy.
+ * test/codec/small-typed-arrays.test.ts fuzzes both halves of this file against the checked path.
  */
+
+import { EXT_TYPED_ARRAY, TYPED_ARRAY_KINDS, typedArrayTagOfPrototype } from "./typed-arrays.ts";
 
 /** Values encoding to more than this take the full path. */
 export const SMALL_BYTES = 64 * 1024;
@@ -21,8 +27,18 @@ const SMALL_LEVELS = 32;
 /** Strings longer than this are written with TextEncoder, as msgpack does. */
 const TEXT_ENCODER_THRESHOLD = 50;
 
+/** Typed arrays up to this many bytes are made on V8's heap (its typed_array_max_size_in_heap). */
+const ON_HEAP_BYTES = 64;
+/** Encoded messages are handed out as views of slabs of this size (see take()) ... */
+const SLAB_BYTES = 64 * 1024;
+/** ... when they are at most this large; larger ones get a buffer of their own. */
+const SLAB_MESSAGE_BYTES = SLAB_BYTES / 8;
+
 export interface SmallEncoder {
-  /** The encoded bytes (a copy), or undefined when the value is not for this encoder. */
+  /**
+   * The encoded bytes (a copy: its own buffer, or a view of a slab of messages encoded before,
+   * see take()), or undefined when the value is not for this encoder.
+   */
   encode(value: unknown, limit: number): Uint8Array | undefined;
 }
 
@@ -182,7 +198,7 @@ export function createSmallEncoder(): SmallEncoder {
     if (proto === Array.prototype && Array.isArray(v)) return array(v as unknown[], level);
     if (proto === Object.prototype || proto === null) return map(v as Record<string, unknown>, level);
     if (proto === Uint8Array.prototype) return bin(v as Uint8Array);
-    return false;
+    return typedArray(v as ArrayBufferView, proto);
   };
 
   const array = (a: unknown[], level: number): boolean => {
@@ -272,6 +288,76 @@ export function createSmallEncoder(): SmallEncoder {
     return true;
   };
 
+  /**
+   * Extension EXT_TYPED_ARRAY, as the codec's hook writes it (typed-arrays.ts): the element
+   * type's tag, then the elements' bytes; msgpack's header for that payload (fixext 1/2/4/8/16,
+   * else ext 8 or ext 16). A typed array large enough to be spliced (SPLICE_BYTES) never fits
+   * within SMALL_BYTES, nor does one that would need ext 32. Another prototype (a subclass, a
+   * DataView, a Buffer) is the full path's.
+   */
+  const typedArray = (v: ArrayBufferView, proto: unknown): boolean => {
+    const tag = typedArrayTagOfPrototype(proto);
+    if (tag === undefined) return false;
+    const n = v.byteLength;
+    const size = 1 + n;
+    if (size >= 0x10000) return false;
+    const fixed = size === 1 || size === 2 || size === 4 || size === 8 || size === 16;
+    if (!room((fixed ? 2 : size < 0x100 ? 3 : 4) + size)) return false;
+    switch (size) {
+      case 1:
+        bytes[pos++] = 0xd4;
+        break;
+      case 2:
+        bytes[pos++] = 0xd5;
+        break;
+      case 4:
+        bytes[pos++] = 0xd6;
+        break;
+      case 8:
+        bytes[pos++] = 0xd7;
+        break;
+      case 16:
+        bytes[pos++] = 0xd8;
+        break;
+      default:
+        if (size < 0x100) {
+          bytes[pos++] = 0xc7;
+          bytes[pos++] = size;
+        } else {
+          bytes[pos++] = 0xc8;
+          bytes[pos++] = size >>> 8;
+          bytes[pos++] = size & 0xff;
+        }
+    }
+    bytes[pos++] = EXT_TYPED_ARRAY;
+    bytes[pos++] = tag;
+    // Even when empty: a view of a detached buffer throws here as in the codec's hook, and the
+    // full path reports it.
+    bytes.set(new Uint8Array(v.buffer, v.byteOffset, n), pos);
+    pos += n;
+    return true;
+  };
+
+  // Encoded messages past V8's on-heap size are handed out as views of slabs shared with the
+  // messages encoded before: an ArrayBuffer of its own per message (a tensor record's request
+  // or result, say) was a good part of the cost of encoding it. A slab is let go when full,
+  // never written again, and freed once the last message in it is dropped.
+  let slab: Uint8Array | undefined;
+  let slabAt = SLAB_BYTES;
+  const take = (): Uint8Array => {
+    const n = pos;
+    if (n <= ON_HEAP_BYTES || n > SLAB_MESSAGE_BYTES) return bytes.slice(0, n);
+    if (slabAt + n > SLAB_BYTES) {
+      slab = new Uint8Array(SLAB_BYTES);
+      slabAt = 0;
+    }
+    const at = slabAt;
+    // 8-byte aligned starts: a receiver in this process could view typed arrays in place.
+    slabAt = (at + n + 7) & ~7;
+    slab!.set(bytes.subarray(0, n), at);
+    return new Uint8Array(slab!.buffer, at, n);
+  };
+
   return {
     encode(v, limit) {
       if (entered) return undefined;
@@ -279,7 +365,7 @@ export function createSmallEncoder(): SmallEncoder {
       pos = 0;
       max = Math.min(limit, SMALL_BYTES);
       try {
-        return value(v, 0) ? bytes.slice(0, pos) : undefined;
+        return value(v, 0) ? take() : undefined;
       } catch {
         // A getter or proxy that throws: the full path reads the value again and reports it.
         return undefined;
@@ -369,10 +455,12 @@ const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 export interface SmallDecoder {
   /**
-   * The value of a message made only of nil, booleans, integers, float64, strings, arrays and
-   * maps with string keys, decoded as @msgpack/msgpack decodes it; NOT_SMALL for anything else
-   * (extensions, bytes, float32, a truncated or malformed message, trailing bytes, a __proto__
-   * key, nesting past SMALL_LEVELS), which codec.ts then decodes the full way, with its errors.
+   * The value of a message made only of nil, booleans, integers, floats, strings, bytes, typed
+   * arrays (EXT_TYPED_ARRAY), arrays and maps with string keys, decoded as the codec's checked
+   * path decodes it: bytes as plain Uint8Array views of the message, typed arrays as aligned
+   * copies. NOT_SMALL for anything else (other extensions, a truncated or malformed message,
+   * trailing bytes, a __proto__ key, nesting past SMALL_LEVELS), which codec.ts then decodes the
+   * full way, with its errors.
    * Never throws. Lengths are checked against the bytes left before anything is allocated;
    * messages over SMALL_BYTES are not tried, so giving up wastes little.
    */
@@ -385,6 +473,9 @@ export function createSmallDecoder(): SmallDecoder {
   let end = 0;
   const f64 = new Float64Array(1);
   const f64Bytes = new Uint8Array(f64.buffer);
+  const f32 = new Float32Array(1);
+  const f32Bytes = new Uint8Array(f32.buffer);
+  const stage = new Uint8Array(ON_HEAP_BYTES);
   const text = new TextDecoder();
   // Per key length, [bytes, string] pairs: the keys a service's messages use, decoded once.
   const keyCache: { bytes: Uint8Array; str: string }[][] = Array.from({ length: KEY_BYTES + 1 }, () => []);
@@ -463,6 +554,30 @@ export function createSmallDecoder(): SmallDecoder {
         else for (let i = 0; i < 8; i++) f64Bytes[i] = b[pos + i]!;
         pos += 8;
         return f64[0];
+      case 0xc4:
+        if (left < 1) return NOT_SMALL;
+        return bin(b[pos++]!);
+      case 0xc5:
+        if (left < 2) return NOT_SMALL;
+        pos += 2;
+        return bin((b[pos - 2]! << 8) | b[pos - 1]!);
+      case 0xc6:
+        if (left < 4) return NOT_SMALL;
+        pos += 4;
+        return bin(u32(pos - 4));
+      case 0xc7:
+        if (left < 1) return NOT_SMALL;
+        return ext(b[pos++]!);
+      case 0xc8:
+        if (left < 2) return NOT_SMALL;
+        pos += 2;
+        return ext((b[pos - 2]! << 8) | b[pos - 1]!);
+      case 0xca:
+        if (left < 4) return NOT_SMALL;
+        if (LITTLE_ENDIAN) for (let i = 0; i < 4; i++) f32Bytes[3 - i] = b[pos + i]!;
+        else for (let i = 0; i < 4; i++) f32Bytes[i] = b[pos + i]!;
+        pos += 4;
+        return f32[0];
       case 0xcc:
         if (left < 1) return NOT_SMALL;
         return b[pos++];
@@ -493,6 +608,16 @@ export function createSmallDecoder(): SmallDecoder {
         if (left < 8) return NOT_SMALL;
         pos += 8;
         return (u32(pos - 8) | 0) * 4294967296 + u32(pos - 4);
+      case 0xd4:
+        return ext(1);
+      case 0xd5:
+        return ext(2);
+      case 0xd6:
+        return ext(4);
+      case 0xd7:
+        return ext(8);
+      case 0xd8:
+        return ext(16);
       case 0xd9:
         if (left < 1) return NOT_SMALL;
         return str(b[pos++]!);
@@ -521,8 +646,44 @@ export function createSmallDecoder(): SmallDecoder {
         pos += 4;
         return map(u32(pos - 4), level);
       default:
-        return NOT_SMALL; // bin, ext, float32, 0xc1
+        return NOT_SMALL; // ext 32 (never within SMALL_BYTES from an encoder of ours), 0xc1
     }
+  };
+
+  /** Bytes: a plain Uint8Array view of the message, as the codec gives them (never a Node Buffer). */
+  const bin = (n: number): unknown => {
+    if (n > end - pos) return NOT_SMALL;
+    const out = new Uint8Array(b.buffer, b.byteOffset + pos, n);
+    pos += n;
+    return out;
+  };
+
+  /**
+   * An extension of `size` bytes of payload: a typed array (EXT_TYPED_ARRAY) is a copy into a
+   * fresh, aligned array of its own, as decodeTypedArray makes it. Other extensions, an unknown
+   * tag, or a payload that is not a whole number of elements are the full path's, which decodes
+   * them or says what is wrong.
+   */
+  const ext = (size: number): unknown => {
+    if (size + 1 > end - pos || size < 1 || b[pos] !== EXT_TYPED_ARRAY) return NOT_SMALL;
+    const ctor = TYPED_ARRAY_KINDS[b[pos + 1]!];
+    if (ctor === undefined) return NOT_SMALL;
+    const n = size - 1;
+    const per = ctor.BYTES_PER_ELEMENT;
+    if (n % per !== 0) return NOT_SMALL;
+    const count = n / per;
+    const from = b.byteOffset + pos + 2;
+    pos += 1 + size;
+    const out = new ctor(count);
+    if (n > ON_HEAP_BYTES) {
+      new Uint8Array(out.buffer, 0, n).set(new Uint8Array(b.buffer, from, n));
+    } else if (n > 0) {
+      // Small arrays live on V8's heap until their .buffer is asked for, which moves them off
+      // it (the larger part of their cost): their bytes go through an aligned stage instead.
+      stage.set(new Uint8Array(b.buffer, from, n));
+      (out as Float64Array).set(new (ctor as Float64ArrayConstructor)(stage.buffer, 0, count));
+    }
+    return out;
   };
 
   const u32 = (at: number): number => ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;

@@ -8,13 +8,24 @@ type TypedArrayCtor =
   | Int32ArrayConstructor | Uint32ArrayConstructor | Float32ArrayConstructor | Float64ArrayConstructor
   | BigInt64ArrayConstructor | BigUint64ArrayConstructor;
 
+/** The msgpack extension type typed arrays travel as (codec.ts registers it; small.ts writes and reads it too). */
+export const EXT_TYPED_ARRAY = 1;
+
 // Uint8Array is absent on purpose: msgpack's bin type already round-trips it.
 const KINDS: TypedArrayCtor[] = [
   Int8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
   Float32Array, Float64Array, BigInt64Array, BigUint64Array,
 ];
 
+/** The element types by the tag they travel with. */
+export const TYPED_ARRAY_KINDS: readonly TypedArrayCtor[] = KINDS;
+
 const tagOf = new Map<unknown, number>(KINDS.map((k, i) => [k.prototype, i]));
+
+/** The tag of a typed array whose prototype is `proto`; undefined for any other prototype (Uint8Array's, Buffer's, a subclass's). */
+export function typedArrayTagOfPrototype(proto: unknown): number | undefined {
+  return tagOf.get(proto);
+}
 
 /** Typed arrays up to this many bytes are staged in the encoder's own buffer (see below). */
 const STAGE_BYTES = 64 * 1024;

@@ -5,7 +5,6 @@ import { CallTimeoutError, ClosedError, CodecError, InvalidOptionsError, Overloa
 import { encodeErr, respondSafely, unwrapReply } from "../reply/index.ts";
 import { QUEUE_INFERENCE, subjectsFor, type Subjects } from "../subjects/index.ts";
 import { chunksOf, isChunkRef, type Chunks } from "../chunks/index.ts";
-import { HEADROOM } from "../chunks/options.ts";
 import { RequestBuffer, type BufferedItem } from "./buffer.ts";
 import { HeldRequests } from "./held.ts";
 import { LeaseSubjects } from "./lease-subject.ts";
@@ -14,7 +13,6 @@ import { defineOptions, durationMs, int, str, type SpecFor } from "../options/in
 import { cancelledError, submitSignal, submitTimeoutMs, TRANSPORT_DEFAULTS } from "./options.ts";
 import { ATTR, clientSpan, endSpan, putTraceHeaders, serverSpans, TRACE_HEADERS, tracerSource, type ServerSpan, type ServerSpans, type TraceTarget } from "../tracing/index.ts";
 import { clientOf, type Drained, type InferenceClient, type InferenceTransport, type SubmitOptions } from "./transport.ts";
-import { decodeFast, FastWire, NOT_FAST } from "./wire.ts";
 
 export interface NatsTransportOptions {
   /** A BusConnection (connectBus) or a nats.js NatsConnection, which stays the caller's to close. */
@@ -53,9 +51,8 @@ export interface NatsTransportOptions {
  * the ref, which the client pulls. Servers before chunks refuse the 6-element form as malformed
  * rather than handing the model a ref.
  *
- * Requests and results of tensor records (plain objects of typed arrays and numbers) are written
- * and read by wire.ts in one pass, byte for byte as the codec does; anything else, and anything
- * near the chunk threshold, takes the codec's path.
+ * Requests and results of tensor records (plain objects of typed arrays and numbers) take the
+ * codec's one-pass path (src/codec/small.ts), like any small plain value.
  *
  * Why leases: a request travels to one server of the queue group and NATS tells nobody if that
  * process dies. Renewals make the holder visible without an extra message per request: a call
@@ -69,8 +66,6 @@ const BATCH_ONLY = [BATCH_HEADER] as const;
 const COALESCE: RequestOptions = Object.freeze({ coalesce: true });
 /** The last element of a request whose body travels in chunks. */
 const CHUNKED = 1;
-/** What a result's reply holds before the result: [0, result]. */
-const OK_HEAD = [0] as const;
 
 interface ClientPending {
   resolve(v: unknown): void;
@@ -87,6 +82,8 @@ interface Held<I> extends BufferedItem<I> {
   readonly seq: number;
   readonly leaseSubject: string;
   readonly leaseMs: number;
+  /** The client's deadline as the chunk store counts time (epoch ms), read once on arrival. */
+  readonly deadline: number;
   settled: boolean;
   /** The server's span of the request, while an OpenTelemetry SDK is registered. */
   trace: ServerSpan | undefined;
@@ -140,10 +137,6 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   private readonly leaseMs: number;
   private readonly log: RateLimitedLogger;
   private closed = false;
-  /** Requests and results of tensor records, encoded without the codec's full path (wire.ts). */
-  private readonly wire = new FastWire();
-  /** The head of the request being encoded: [seq, leaseSubject, deadlineMs, leaseMs]. */
-  private readonly requestHead: unknown[] = [0, undefined, 0, 0];
 
   // client side
   private readonly pending = new Map<number, ClientPending>();
@@ -220,26 +213,17 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     const leaseSubject = this.ensureLeaseSubscription();
     const seq = this.nextSeq++;
     const deadline = Date.now() + timeoutMs;
-    let bytes: Uint8Array | undefined;
+    let bytes: Uint8Array;
     let held: string | undefined;
-    const head = this.requestHead;
-    head[0] = seq;
-    head[1] = this.leaseBytes;
-    head[2] = timeoutMs;
-    head[3] = this.leaseMs;
-    // Tensor records well under the chunk threshold (most requests): one pass, the same bytes.
-    bytes = this.wire.encode(head, input, this.fastLimit());
-    if (bytes === undefined) {
-      try {
-        // Small requests: the bytes of today, encoded once; a large one is held for the server to pull.
-        const out = this.chunks.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input], this.subjects, deadline, 1);
-        bytes = out.payload;
-        held = out.id;
-        if (held !== undefined) bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, bytes, CHUNKED]);
-      } catch (err) {
-        if (held !== undefined) this.chunks.drop(held);
-        return Promise.reject(err);
-      }
+    try {
+      // Small requests: the bytes of today, encoded once; a large one is held for the server to pull.
+      const out = this.chunks.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, input], this.subjects, deadline, 1);
+      bytes = out.payload;
+      held = out.id;
+      if (held !== undefined) bytes = this.conn.codec.encode([seq, this.leaseBytes, timeoutMs, this.leaseMs, bytes, CHUNKED]);
+    } catch (err) {
+      if (held !== undefined) this.chunks.drop(held);
+      return Promise.reject(err);
     }
     const span = clientSpan(this.tracer, this.traced, "infer", undefined);
     // One promise of our own (the lease check settles it too) over the transport's; the
@@ -285,9 +269,6 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
         if (isChunkRef(reply)) return this.pullResult(seq, p, reply, deadline, forget);
         forget?.();
         this.pending.delete(seq);
-        // [0, result] of plain data and typed arrays (most replies): read in one pass (wire.ts).
-        const fast = reply[0] === 0x92 && reply[1] === 0 ? decodeFast(reply) : NOT_FAST;
-        if (fast !== NOT_FAST) return p.resolve((fast as unknown[])[1]);
         try {
           p.resolve(unwrapReply<O>(this.conn.codec, reply, this.subject));
         } catch (err) {
@@ -331,16 +312,6 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       },
       (err) => done() && p.reject(err),
     );
-  }
-
-  /**
-   * The most bytes a request or result may encode to and still go as plain bytes the fast way:
-   * never more than the chunk threshold (chunks.encode would hold it) nor maxValueBytes.
-   */
-  private fastLimit(): number {
-    const s = this.chunks.settings;
-    const maxPayload = this.conn.transport.maxPayload;
-    return Math.min(s.thresholdBytes ?? Math.floor(maxPayload / 2), maxPayload - HEADROOM, s.maxValueBytes);
   }
 
   client(): InferenceClient<I, O> {
@@ -512,11 +483,10 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
   resolve(callback: unknown, result: O): void {
     const h = callback as Held<I>;
     if (h.settled) return;
-    let bytes: Uint8Array | undefined = this.wire.encode(OK_HEAD, result, this.fastLimit());
-    if (bytes !== undefined) return this.answer(h, bytes);
+    let bytes: Uint8Array;
     try {
       // The client's deadline, as the store counts time: a result it cannot pull by then goes.
-      const deadline = Date.now() + (h.expiresAt - performance.now());
+      const deadline = h.deadline;
       const out = this.chunks.encode([0, result], this.subjects, deadline, 1);
       bytes = out.payload;
       if (out.id !== undefined) {
@@ -596,8 +566,7 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
     }
     let req: unknown;
     try {
-      req = decodeFast(msg.data);
-      if (req === NOT_FAST) req = this.conn.codec.decode(msg.data);
+      req = this.conn.codec.decode(msg.data);
     } catch (err) {
       this.log.warn("malformed inference request", { subject: this.subject, bytes: msg.data.length, reason: brief(err) });
       this.reply(msg, err);
@@ -621,13 +590,14 @@ export class NatsTransport<I = unknown, O = unknown> implements InferenceTranspo
       leaseMs: r[3],
       receivedAt: now,
       expiresAt: now + r[2],
+      deadline: Date.now() + r[2],
       settled: false,
       trace: undefined,
     };
     if (this.tracer()) h.trace = this.spans.start("infer", undefined, traceOf(msg));
     this.heldItems.add(h);
     if (r.length === 5) this.buffer.push(h);
-    else this.pullRequest(h, r[4] as Uint8Array, Date.now() + r[2]);
+    else this.pullRequest(h, r[4] as Uint8Array, h.deadline);
     this.armRenew();
   }
 
