@@ -10,10 +10,9 @@
  *
  * Baseline in the same run, rounds interleaved: the same loop in raw nats.js with no per-request
  * work at all. Each raw client process sends one message per turn carrying 16 requests' bytes
- * (what actorbus's coalescing sends) and waits for one reply; the responder gathers as the
- * InferenceServer does (up to half the model time for the clients it just answered) and answers
- * whatever arrived, after the same 1 ms busy-wait per turn. It is the most NATS, the scheduler
- * and this machine allow this topology and policy, whatever the library.
+ * (what actorbus's coalescing sends) and waits for one reply; the responder answers whatever
+ * arrived, after the same 1 ms busy-wait per turn. It is the most NATS, the scheduler and this
+ * machine allow this topology, whatever the library.
  *
  * This file is also its own child process (the raw clients): `node --import tsx bench/inference-ideal.ts rawclients ...`.
  */
@@ -77,40 +76,21 @@ function rawResponder(nc: Awaited<ReturnType<typeof connect>>, subject: string) 
   let pending: { respond(d: Uint8Array): boolean }[] = [];
   let turns = 0;
   let messages = 0;
-  // The InferenceServer's gathering, in messages: after a turn, wait up to half the model time
-  // for the clients just answered while fewer messages are queued than that turn had.
-  let lastTurn = 0;
-  let answeredAt = 0;
-  let target = 0;
-  let gatherUntil = 0;
-  let timer: NodeJS.Timeout | undefined;
   const turn = () => {
-    clearTimeout(timer);
-    timer = undefined;
     busyWait(MODEL_MS);
     const answering = pending;
     pending = [];
     turns++;
     messages += answering.length;
     for (const m of answering) m.respond(reply);
-    lastTurn = answering.length;
-    answeredAt = performance.now();
-  };
-  const ready = () => pending.length >= target || performance.now() >= gatherUntil;
-  const start = () => {
-    target = Math.min(PROCS, pending.length + lastTurn);
-    gatherUntil = answeredAt + MODEL_MS / 2;
-    if (ready()) turn();
-    else timer = setTimeout(turn, gatherUntil - performance.now());
   };
   const sub = nc.subscribe(subject, {
     callback: (err, msg) => {
       if (err) return;
       pending.push(msg);
       // As the InferenceServer loop: the first request of an idle server starts a batch with
-      // whatever else has arrived by then, or gathers.
-      if (pending.length === 1) setImmediate(start);
-      else if (timer && ready()) turn();
+      // whatever else has arrived by then.
+      if (pending.length === 1) setImmediate(turn);
     },
   });
   return {
@@ -185,7 +165,7 @@ export async function benchIdealRate(url: string, conn: BusConnection): Promise<
       meanBatchSize: ab.meanBatchSize,
       p50Ms: ab.p50Ms,
       p99Ms: ab.p99Ms,
-      rawNatsFloor: { ...rw, fractionOfIdeal: rawFraction, note: "raw nats.js, 16 requests' bytes per message, responder gathers as InferenceServer does and answers what arrived after 1 ms busy-wait per turn, no per-request work" },
+      rawNatsFloor: { ...rw, fractionOfIdeal: rawFraction, note: "raw nats.js, 16 requests' bytes per message, responder answers what arrived after 1 ms busy-wait per turn, no per-request work" },
       ratioToRawFloor: ofRaw,
       target,
       met: fraction >= 0.5,

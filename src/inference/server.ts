@@ -18,10 +18,11 @@ export interface InferenceServerOptions<I, O, B, R> {
   /**
    * After a batch is answered, how long the loop may wait for its callers to send again when
    * fewer requests are queued than that batch had. Closed-loop callers (an actor that acts,
-   * awaits its action, acts again) otherwise split into two groups that alternate, each batch
+   * awaits its action, acts again) otherwise split into two groups that take turns, each batch
    * half full. The wait ends as soon as the batch is as large as the last one plus what was
-   * queued (at most maxBatchSize). Default: half the last batch's model time, at most
-   * `timeoutMs`; 0 runs whatever is queued at once.
+   * queued (at most maxBatchSize), and never delays a request after an idle spell. Worth it
+   * when callers answer faster than the model runs; set it near their round trip. Default 0:
+   * whatever is queued runs at once.
    */
   gatherMs?: number;
   /**
@@ -85,7 +86,7 @@ const serverOptions = defineOptions(
     weightSyncModelId: str({ nonEmpty: true, hint: "the model id the weight-sync receiver registers the model under" }),
     applyWeights: fn("it applies the weights weightSync.receive() returned: (model, weights) => ..."),
   } satisfies SpecFor<InferenceServerOptions<unknown, unknown, unknown, unknown>>,
-  { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, statsWindow: 1024, shutdownTimeoutMs: 5_000, policyVersion: 0, policyVersionKey: ["policyVersion"], weightSyncModelId: "policy" },
+  { maxBatchSize: 64, minBatchSize: 1, timeoutMs: 10, gatherMs: 0, statsWindow: 1024, shutdownTimeoutMs: 5_000, policyVersion: 0, policyVersionKey: ["policyVersion"], weightSyncModelId: "policy" },
   { example: "{ maxBatchSize: 64 }" },
 );
 
@@ -121,12 +122,10 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
   readonly maxBatchSize: number;
   readonly minBatchSize: number;
   readonly timeoutMs: number;
-  /** Undefined: half the last batch's model time (at most timeoutMs). */
-  private readonly gatherMs: number | undefined;
+  private readonly gatherMs: number;
   /** Size of the batch last answered and when (performance.now()): who may be about to come back. */
   private lastBatchSize = 0;
   private lastAnsweredAt = 0;
-  private lastModelMs = 0;
   private readonly collate: (items: I[]) => B;
   private readonly split: (output: R, batchSize: number) => O[];
   private readonly shutdownTimeoutMs: number;
@@ -438,7 +437,7 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       let { inputs, callbacks } = first;
       let receivedAt = first.receivedAt ?? [];
       const gatherTo = Math.min(this.maxBatchSize, inputs.length + this.lastBatchSize);
-      const gatherUntil = this.lastAnsweredAt + this.gatherWindowMs();
+      const gatherUntil = this.lastAnsweredAt + this.gatherMs;
       const minUntil = performance.now() + this.timeoutMs;
       if (inputs.length < this.minBatchSize || (inputs.length < gatherTo && performance.now() < gatherUntil)) {
         // Copies to grow: the arrays a transport drained are not ours to change.
@@ -474,10 +473,6 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
     }
   }
 
-  private gatherWindowMs(): number {
-    return this.gatherMs ?? Math.min(this.lastModelMs / 2, this.timeoutMs);
-  }
-
   private async runBatch(inputs: I[], callbacks: unknown[], receivedAt: number[]): Promise<void> {
     const t = this.transport;
     const n = callbacks.length;
@@ -501,7 +496,6 @@ export class InferenceServer<I = TensorRecord, O = TensorRecord, B = TensorBatch
       const start = performance.now();
       const output = await this.model(batch);
       const modelMs = performance.now() - start;
-      this.lastModelMs = modelMs;
       this.recorder.batch(n, receivedAt, start, modelMs);
       const results = this.split(output, n);
       if (!Array.isArray(results)) {

@@ -313,9 +313,9 @@ for (const kind of ["in-process", "nats"] as const) {
 
     it("gathers the callers it just answered into one batch instead of two that take turns (gatherMs)", async () => {
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      const gathered = await closedLoop(undefined); // default: half the last model time
+      const gathered = await closedLoop(10);
       expect(mean(gathered), `batch sizes ${gathered}`).to.be.at.least(7);
-      const apart = await closedLoop(0);
+      const apart = await closedLoop(undefined); // the default, 0
       expect(apart.filter((n) => n < 8).length, `batch sizes ${apart}`).to.be.at.least(12);
     });
 
@@ -326,7 +326,7 @@ for (const kind of ["in-process", "nats"] as const) {
 
     it("never makes a request after an idle spell wait for gathering", async () => {
       const model = async (b: TensorBatch) => (await new Promise((r) => setTimeout(r, 100)), doubling(b));
-      const server = serve(new InferenceServer(model, kit.server(), { maxBatchSize: 8 }).start());
+      const server = serve(new InferenceServer(model, kit.server(), { maxBatchSize: 8, gatherMs: 50 }).start());
       await server.ready();
       const client = kit.client();
       await Promise.all(Array.from({ length: 4 }, (_, i) => client.submit(obs(i)))); // a batch of 4 answered
