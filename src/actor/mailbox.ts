@@ -184,22 +184,18 @@ export function createMailbox(p: MailboxParams): Mailbox {
     job.chunked = false;
   };
 
-  // What run() gives the run queue for a call it answered at once: the slot frees a microtask
-  // later, so a long queue of such calls is worked through in turns, never in one deep recursion.
-  const ANSWERED = Promise.resolve();
-
-  const run = (job: HostedCall): Promise<void> => {
+  const run = (job: HostedCall): Promise<void> | undefined => {
     if (job.cancelled) {
       // Answered when it was cancelled; only its place in the queue was left.
       cancelledQueued--;
-      return ANSWERED;
+      return undefined;
     }
-    if (job.settled) return ANSWERED;
+    if (job.settled) return undefined;
     const rec = calls.method(job.method);
     if (failing) {
       rec.count("SERVICE_UNAVAILABLE");
       reply(job, encodeErr(codec, new ServiceUnavailableError(`${name} is stopping`)));
-      return ANSWERED;
+      return undefined;
     }
     // The caller gave up already: running the method would be wasted work. The answer still
     // goes out (one small message) so that every request gets exactly one reply.
@@ -209,7 +205,7 @@ export function createMailbox(p: MailboxParams): Mailbox {
       reply(job, encodeErr(codec, new CallTimeoutError(`the call to ${name}.${job.method} waited past its deadline in the queue and did not run`, {
         details: { service: name, method: job.method },
       })));
-      return ANSWERED;
+      return undefined;
     }
     job.started = true;
     job.trace?.started();
@@ -220,9 +216,9 @@ export function createMailbox(p: MailboxParams): Mailbox {
       if (isThenable(value)) return finishLater(job, rec, t0, value);
     } catch (err) {
       fail(job, rec, t0, err);
-      return ANSWERED;
+      return undefined;
     }
-    return finish(job, rec, t0, value) ?? ANSWERED;
+    return finish(job, rec, t0, value);
   };
 
   const finishLater = async (job: HostedCall, rec: MethodRecorder, t0: number, pending: PromiseLike<unknown>): Promise<void> => {

@@ -51,15 +51,26 @@ export function createRunQueue<J>(concurrency: number, run: (job: J) => Promise<
     done();
   }
 
+  // Set while done() starts waiting jobs: a job that finishes in the call that started it
+  // (a method answered at once) frees its slot there, and the loop below goes on with the next,
+  // instead of recursing once per queued job.
+  let starting = false;
+
   // One shared continuation for every job: the job itself is not needed to free its slot.
   function done() {
     running--;
-    while (running < concurrency && head < waiting.length && !alone) {
-      const next = waiting[head]!;
-      // An exclusive job waits at the head until the running ones have finished.
-      if (exclusive.size > 0 && exclusive.has(next) && running > 0) break;
-      waiting[head++] = undefined as J; // let it be collected while the array lives on
-      start(next);
+    if (starting) return;
+    starting = true;
+    try {
+      while (running < concurrency && head < waiting.length && !alone) {
+        const next = waiting[head]!;
+        // An exclusive job waits at the head until the running ones have finished.
+        if (exclusive.size > 0 && exclusive.has(next) && running > 0) break;
+        waiting[head++] = undefined as J; // let it be collected while the array lives on
+        start(next);
+      }
+    } finally {
+      starting = false;
     }
     if (head > 1024 && head * 2 > waiting.length) {
       waiting = waiting.slice(head);

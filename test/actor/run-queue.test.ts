@@ -8,6 +8,24 @@ describe("run queue (no NATS)", () => {
     return { p, open };
   };
 
+  it("works through a long queue of jobs that finish at once in one pass, in order, without recursing per job", async () => {
+    const g = gate();
+    const ran: number[] = [];
+    const q = createRunQueue<number>(1, (i) => {
+      ran.push(i);
+      return i === 0 ? g.p : undefined; // the first holds the slot; the rest finish as they start
+    });
+    for (let i = 0; i < 200_000; i++) q.push(i); // a recursion per job would overflow the stack
+    expect(ran).to.deep.equal([0]);
+    g.open();
+    await g.p;
+    await new Promise((r) => setImmediate(r));
+    expect(ran.length).to.equal(200_000);
+    expect(ran.every((v, i) => v === i)).to.equal(true);
+    expect([q.running, q.waiting]).to.deep.equal([0, 0]);
+    await q.onIdle();
+  });
+
   it("starts a job at once below the cap, queues the rest in order, and never runs more than the cap", async () => {
     const gates = Array.from({ length: 5 }, gate);
     const started: number[] = [];
