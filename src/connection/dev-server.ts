@@ -95,6 +95,27 @@ const spawnOptions = defineOptions(
   { example: "{ port: 4222 }" },
 );
 
+/**
+ * Servers still running, stopped when this process exits without stopping them (a script that
+ * ends with process.exit, an uncaught error): nats-server does not notice its parent is gone
+ * and would run on, holding its port and temp dir. Process-wide because the exit is; one
+ * listener for all of them, so that many servers add no listener each.
+ */
+const running = new Map<ChildProcess, () => void>();
+let exitHookInstalled = false;
+
+function stopOnExit(child: ChildProcess, cleanup: () => void): void {
+  running.set(child, cleanup);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const [c, clean] of running) {
+      if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+      clean();
+    }
+  });
+}
+
 export async function startNatsServer(given: NatsServerSpawnOptions = {}): Promise<NatsServerProcess> {
   const opts = spawnOptions.parse(given);
   const binary = opts.binary ?? findNatsServerBinary();
@@ -113,13 +134,22 @@ export async function startNatsServer(given: NatsServerSpawnOptions = {}): Promi
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let stderrTail = "";
+  const removeOwnStore = () => {
+    if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+  };
 
   const launch = async () => {
     const c = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
     child = c;
     stderrTail = "";
     c.stderr!.on("data", (d: Buffer) => (stderrTail = (stderrTail + d.toString()).slice(-4000)));
-    exited = new Promise((r) => c.once("exit", () => r()));
+    stopOnExit(c, removeOwnStore);
+    exited = new Promise((r) =>
+      c.once("exit", () => {
+        running.delete(c);
+        r();
+      }),
+    );
     let spawnError: Error | undefined;
     c.once("error", (e) => (spawnError = e));
     try {
@@ -144,7 +174,7 @@ export async function startNatsServer(given: NatsServerSpawnOptions = {}): Promi
   try {
     await launch();
   } catch (e) {
-    if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+    removeOwnStore();
     throw e;
   }
   let stopped = false;
@@ -161,7 +191,7 @@ export async function startNatsServer(given: NatsServerSpawnOptions = {}): Promi
       if (stopped) return;
       stopped = true;
       await kill("SIGTERM");
-      if (ownStore) rmSync(storeDir, { recursive: true, force: true });
+      removeOwnStore();
     },
   };
 }
