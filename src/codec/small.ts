@@ -64,6 +64,25 @@ export function createSmallEncoder(): SmallEncoder {
     return true;
   };
 
+  // msgpack's length headers: a fix form below fixLimit (its tag plus the length; fixLimit 0
+  // when the type has none), else 8-bit (tag8 0 when the type has none), 16- and 32-bit forms.
+  const headerSize = (n: number, fixLimit: number, tag8: number): number => (n < fixLimit ? 1 : tag8 !== 0 && n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
+  const header = (n: number, fix: number, fixLimit: number, tag8: number, tag16: number, tag32: number): void => {
+    if (n < fixLimit) bytes[pos++] = fix + n;
+    else if (tag8 !== 0 && n < 0x100) {
+      bytes[pos++] = tag8;
+      bytes[pos++] = n;
+    } else if (n < 0x10000) {
+      bytes[pos++] = tag16;
+      view.setUint16(pos, n);
+      pos += 2;
+    } else {
+      bytes[pos++] = tag32;
+      view.setUint32(pos, n);
+      pos += 4;
+    }
+  };
+
   const number = (x: number): boolean => {
     if (!room(9)) return false;
     if (Number.isSafeInteger(x)) {
@@ -143,21 +162,8 @@ export function createSmallEncoder(): SmallEncoder {
       }
     }
     const size = ascii ? n : utf8Count(s);
-    const header = size < 32 ? 1 : size < 0x100 ? 2 : size < 0x10000 ? 3 : 5;
-    if (!room(header + size)) return false;
-    if (size < 32) bytes[pos++] = 0xa0 + size;
-    else if (size < 0x100) {
-      bytes[pos++] = 0xd9;
-      bytes[pos++] = size;
-    } else if (size < 0x10000) {
-      bytes[pos++] = 0xda;
-      view.setUint16(pos, size);
-      pos += 2;
-    } else {
-      bytes[pos++] = 0xdb;
-      view.setUint32(pos, size);
-      pos += 4;
-    }
+    if (!room(headerSize(size, 32, 0xd9) + size)) return false;
+    header(size, 0xa0, 32, 0xd9, 0xda, 0xdb);
     if (ascii) {
       for (let i = 0; i < n; i++) bytes[pos + i] = s.charCodeAt(i);
     } else if (n > TEXT_ENCODER_THRESHOLD) {
@@ -205,17 +211,8 @@ export function createSmallEncoder(): SmallEncoder {
     const n = a.length;
     // Every element takes at least one byte: a sparse array of length 1e8 is refused unread.
     if (pos + 1 + n > max || n >= 0x100000000) return false;
-    if (!room(n < 16 ? 1 : n < 0x10000 ? 3 : 5)) return false;
-    if (n < 16) bytes[pos++] = 0x90 + n;
-    else if (n < 0x10000) {
-      bytes[pos++] = 0xdc;
-      view.setUint16(pos, n);
-      pos += 2;
-    } else {
-      bytes[pos++] = 0xdd;
-      view.setUint32(pos, n);
-      pos += 4;
-    }
+    if (!room(headerSize(n, 16, 0))) return false;
+    header(n, 0x90, 16, 0, 0xdc, 0xdd);
     const inner = level + 1;
     for (let i = 0; i < n; i++) if (!value(a[i], inner)) return false;
     return true;
@@ -244,17 +241,8 @@ export function createSmallEncoder(): SmallEncoder {
     }
     let count = 0;
     for (let i = 0; i < k; i++) if (o[keys[i]!] !== undefined) count++;
-    if (!room(count < 16 ? 1 : count < 0x10000 ? 3 : 5)) return false;
-    if (count < 16) bytes[pos++] = 0x80 + count;
-    else if (count < 0x10000) {
-      bytes[pos++] = 0xde;
-      view.setUint16(pos, count);
-      pos += 2;
-    } else {
-      bytes[pos++] = 0xdf;
-      view.setUint32(pos, count);
-      pos += 4;
-    }
+    if (!room(headerSize(count, 16, 0))) return false;
+    header(count, 0x80, 16, 0, 0xde, 0xdf);
     let written = 0;
     for (let i = 0; i < k; i++) {
       const key = keys[i]!;
@@ -269,20 +257,8 @@ export function createSmallEncoder(): SmallEncoder {
 
   const bin = (b: Uint8Array): boolean => {
     const size = b.byteLength;
-    const header = size < 0x100 ? 2 : size < 0x10000 ? 3 : 5;
-    if (!room(header + size)) return false;
-    if (size < 0x100) {
-      bytes[pos++] = 0xc4;
-      bytes[pos++] = size;
-    } else if (size < 0x10000) {
-      bytes[pos++] = 0xc5;
-      view.setUint16(pos, size);
-      pos += 2;
-    } else {
-      bytes[pos++] = 0xc6;
-      view.setUint32(pos, size);
-      pos += 4;
-    }
+    if (!room(headerSize(size, 0, 0xc4) + size)) return false;
+    header(size, 0, 0, 0xc4, 0xc5, 0xc6);
     bytes.set(b, pos);
     pos += size;
     return true;
