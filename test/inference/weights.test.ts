@@ -258,6 +258,9 @@ for (const kind of ["in-process", "nats"] as const) {
           },
         }).start(),
       );
+      // The client is on another connection: its request may reach the server before its
+      // subscription does (no responders) unless the server's connection has flushed.
+      await kit.serversSubscribed();
       const early = kit.client().submit(obs(1)); // queued while connect() runs
       await server.ready();
       expect(f.log).to.deep.equal(["init:actor", "connect", "connected"]);
