@@ -149,7 +149,7 @@ export function wrapNatsConnection(nc: NatsConnection, devServer?: NatsServerPro
       return nc.info?.max_payload ?? 1024 * 1024;
     },
     request: movable.request,
-    publish: (subject, data) => nc.publish(subject, data),
+    publish: movable.publish,
     subscribe: movable.subscribe,
     flush: () => nc.flush(),
     newInbox: () => createInbox(inboxPrefixOf(nc)),

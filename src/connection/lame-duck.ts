@@ -23,6 +23,16 @@
  * 4. The connection reconnects (to another server: the one leaving refuses connections), takes
  *    its subscriptions back, requests go through it again (the held ones leave), and the bridge
  *    closes once the requests sent through it have their replies.
+ * While the bridge is open, a reply leaves through the connection its call came in through:
+ * respond() of a message the bridge delivered publishes on the bridge, and transport.publish (the
+ * actor host's replies to batched calls, and its combined replies) picks the connection that
+ * last delivered a request of that caller (its reply prefix). Only the server that delivered a
+ * request is sure to know its caller's reply subject (the request was routed there after that
+ * interest); another one learns of it over the cluster route on its own time, and drops a reply
+ * that arrives first. Sent on the main connection, still on the leaving server, the reply to a
+ * call the bridge's server delivered was lost so whenever its caller had just made that reply
+ * subject there (a new inbox, or a caller that had just moved there): 1 call in 120,000 of the
+ * lame-duck drill, under load.
  * Replies of calls that run through the move go out whenever they are ready. nats.js 3.4 drops
  * what is published while it is disconnected (each dial resets its outbound buffer), so from the
  * last flush before the reconnect until the reconnect, everything this connection publishes
@@ -34,7 +44,7 @@
  */
 import type { Msg, NatsConnection, Subscription as NatsSubscription, ConnectionOptions as NatsOptions } from "@nats-io/transport-node";
 import { nuid } from "@nats-io/transport-node";
-import { privateQueue } from "../subjects/index.ts";
+import { privateQueue, replyPrefixOf } from "../subjects/index.ts";
 import { connectNats } from "./nats-connect.ts";
 import { bridgeRequests } from "./bridge-requests.ts";
 import { createRequestHold } from "./held-requests.ts";
@@ -52,6 +62,12 @@ const INTEREST_BOUND_MS = 1_000;
 export interface MovableConnection {
   /** transport.subscribe: a subscription that follows the connection when it moves. */
   subscribe(subject: string, handler: (msg: Inbound) => void, opts?: SubscribeOptions): Subscription & { drain(): Promise<void> };
+  /**
+   * transport.publish: during a move, a reply leaves through the server its caller's last
+   * request came in through (the bridge's or the leaving one), where that caller's interest is
+   * known for certain.
+   */
+  publish(subject: string, data: Uint8Array): void;
   /** transport.request: held while a move waits for the replies of requests in flight. */
   request(subject: string, data: Uint8Array, timeoutMs: number, options?: RequestOptions): Promise<Uint8Array>;
   /** nats.js status events of the connection ("ldm" starts a move, "reconnect" ends its wait). */
@@ -98,6 +114,9 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
   let moves = 0;
   let closed = false;
   let bridge: NatsConnection | undefined;
+  // While a move has a bridge: through which connection each caller (reply prefix) last reached
+  // this process. Its replies leave through that one (see answerVia).
+  let cameVia: Map<string, NatsConnection> | undefined;
 
   const deliver = (m: Movable, msg: Inbound) => deliverGuarded(m.handler, msg, m.onError);
 
@@ -106,15 +125,41 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       queue: m.queue,
       callback: viaBridge
         ? (err: Error | null, msg: Msg) => {
-            if (!err) deliver(m, bridged(msg));
+            if (err) return;
+            if (msg.reply) cameVia?.set(replyPrefixOf(msg.reply), on);
+            deliver(m, bridged(msg, on));
           }
         : (err: Error | null, msg: Msg) => {
-            if (!err) deliver(m, msg as Inbound);
+            if (err) return;
+            if (cameVia && msg.reply) cameVia.set(replyPrefixOf(msg.reply), on);
+            deliver(m, msg as Inbound);
           },
     });
-  // A message that came through the bridge is answered on the main connection: the bridge
-  // closes when the move is over, perhaps before the call it delivered has finished.
-  const bridged = (msg: Msg): Inbound => ({
+
+  /**
+   * Sends a reply through `via` (the connection its call came in through) while that one can
+   * publish, else through the main connection. The server that delivered a request knows its
+   * caller's reply subject: the request itself was routed there after the interest. Another
+   * server of the cluster may not know it yet (route interest travels on its own), and drops
+   * a reply it has no interest for: a reply to a call that came through the bridge, sent on
+   * the main connection still on the leaving server, to a reply subject made moments before
+   * on the bridge's server (a caller's new inbox, or one that just moved there), was lost so.
+   */
+  const answerVia = (via: NatsConnection | undefined, subject: string, data: Uint8Array): void => {
+    if (via && via !== nc && !via.isClosed()) {
+      try {
+        via.publish(subject, data);
+        return;
+      } catch {
+        // the bridge is closing (its subscriptions drained): the main connection takes it
+      }
+    }
+    nc.publish(subject, data);
+  };
+
+  // A message that came through the bridge is answered through the bridge while it is open,
+  // on the main connection once it has closed (the move may end before the call does).
+  const bridged = (msg: Msg, on: NatsConnection): Inbound => ({
     subject: msg.subject,
     data: msg.data,
     reply: msg.reply,
@@ -123,7 +168,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
     },
     respond(data: Uint8Array) {
       if (!msg.reply || nc.isClosed()) return false;
-      nc.publish(msg.reply, data);
+      answerVia(on, msg.reply, data);
       return true;
     },
   });
@@ -211,6 +256,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       p.warn("lame-duck move: no other server took a bridge connection; moving without one", { server: leaving, reason: String((err as Error)?.message ?? err) });
     }
     const b = bridge;
+    if (b) cameVia = new Map();
     // 1. Make: everything served here is served through the bridge too.
     if (b) {
       for (const m of subs) m.bridge = listen(b, m, true);
@@ -251,6 +297,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       while (viaBridge!.inFlight > 0 && Date.now() < end + MOVE_BOUND_MS) await sleep(2);
       await b.drain().catch(() => {});
     }
+    cameVia = undefined;
     bridge = undefined;
     moves++;
   };
@@ -280,6 +327,12 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
         },
       };
     },
+    publish(subject, data) {
+      // Replies of batched calls and combined replies come this way (the actor host's publish):
+      // they go where their caller's requests came in, as bridged respond() does.
+      if (cameVia) answerVia(cameVia.get(replyPrefixOf(subject)), subject, data);
+      else nc.publish(subject, data);
+    },
     request(subject, data, timeoutMs, options) {
       return held.request(subject, data, timeoutMs, options);
     },
@@ -292,6 +345,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
         .catch((err: unknown) => p.warn("lame-duck move failed", { server, reason: String((err as Error)?.message ?? err) }))
         .finally(() => {
           held.release();
+          cameVia = undefined;
           moving = undefined;
         });
     },
@@ -308,6 +362,7 @@ export function createMovableConnection(p: MovableParams): MovableConnection {
       held.release();
       void bridge?.close().catch(() => {});
       bridge = undefined;
+      cameVia = undefined;
     },
   };
 }

@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
+import { connect } from "@nats-io/transport-node";
 import { connectBus, findNatsServerBinary, type BusConnection } from "../../src/connection/index.ts";
 import { InferenceServer, NatsTransport, type TensorBatch, type TensorRecord } from "../../src/inference/index.ts";
 import { getServices, type Services } from "../../src/registry/index.ts";
@@ -117,6 +118,97 @@ describe("cluster: lame-duck mode of a host's server (issue 16, item 6)", functi
     expect(counts.inferenceOk).to.equal(counts.inference);
     // Never run twice: the host counted exactly the calls its callers made (plus the long one).
     expect(work.calls).to.equal(counts.calls + 1);
+    await cluster.nodes[0]!.restart();
+    await cluster.ready();
+  });
+
+  it("a call that came in through the bridge is answered through the bridge's server, which knows its caller's reply subject", async () => {
+    // The host's main connection stays on the leaving server for as long as one of its own
+    // requests is in flight (the move waits for its reply); meanwhile its calls come in through
+    // the bridge only. Their replies, lone (respond) or combined (transport.publish), must leave
+    // through the bridge: the leaving server may not know yet a reply subject its caller made
+    // moments ago on the other server (route interest travels on its own), and drops the reply.
+    // Nothing makes that race lose every time; the connection a reply leaves through does.
+    const [n0, n1] = cluster.urls as [string, string];
+    const n0Port = new URL(n0).port;
+    const namespace = uniqueNamespace("ldmr");
+    const admin: Services = await getServices({ servers: [n1], namespace, registryReplicas: 1 });
+    open.push(admin);
+    const hostSide: Services = await getServices({ servers: [n0], namespace });
+    open.push(hostSide);
+    await hostSide.registerInstance("work", new Work());
+    const caller: Services = await getServices({ servers: [n1], namespace });
+    open.push(caller);
+
+    // A slow responder on node 1 for the host's own request.
+    const slow = await connect({ servers: n1 });
+    open.push({ close: () => slow.close() });
+    const slowSubject = `ldm.slow.${namespace}`;
+    slow.subscribe(slowSubject, {
+      callback: (_e, m) => {
+        if (m.data.length === 0) m.respond(new Uint8Array(0));
+        else setTimeout(() => m.respond(new Uint8Array([1])), 1_500);
+      },
+    });
+    await slow.flush();
+    const t = hostSide.connection.transport;
+    await until(() => t.request(slowSubject, new Uint8Array(0), 500).then(() => true, () => false), 5_000, "the slow responder seen from node 0");
+
+    // What the host's main connection sends to a reply subject while on node 0 with none of its
+    // subscriptions left there (drained by the move: every call comes in through the bridge).
+    const nc = hostSide.connection.nc!;
+    const protocol = (nc as unknown as { protocol: { publish: (s: string, ...rest: unknown[]) => void; subscriptions: { all(): { queue?: string }[] } } }).protocol;
+    const original = protocol.publish.bind(protocol);
+    let drainedAt = 0;
+    const drained = () => {
+      if (!drainedAt && nc.getServer().endsWith(`:${n0Port}`) && !protocol.subscriptions.all().some((s) => s.queue)) drainedAt = Date.now();
+      return drainedAt > 0;
+    };
+    const onLeavingAfterDrain: string[] = [];
+    const spy = (subject: string, ...rest: unknown[]) => {
+      // Replies to calls that came in just before the drain may still leave here.
+      if (subject.startsWith("_INBOX") && drained() && Date.now() > drainedAt + 50 && nc.getServer().endsWith(`:${n0Port}`)) onLeavingAfterDrain.push(subject);
+      original(subject, ...rest);
+    };
+    protocol.publish = spy;
+
+    let running = true;
+    const counts = { calls: 0, ok: 0, errors: [] as string[] };
+    const h = caller.at<Work>("work", { timeoutMs: 5_000 });
+    const lanes = Array.from({ length: 4 }, async () => {
+      for (let x = 0; running; x++) {
+        counts.calls++;
+        try {
+          expect(await h.quick(x)).to.equal(x + 1);
+          counts.ok++;
+        } catch (err) {
+          counts.errors.push(`${(err as Error).name}: ${(err as Error).message}`);
+        }
+      }
+    });
+    const pid = cluster.nodes[0]!.pid!;
+    let duringWait = 0;
+    try {
+      await until(() => counts.ok > 500, 20_000, "load on the host");
+      const inFlight = t.request(slowSubject, new Uint8Array([1]), 10_000);
+      await new Promise((r) => setTimeout(r, 50));
+      execFileSync(findNatsServerBinary()!, ["--signal", `ldm=${pid}`]);
+      await until(drained, 2_000, "the host's subscriptions drained off node 0");
+      const atDrain = counts.ok;
+      expect(await inFlight).to.deep.equal(new Uint8Array([1]));
+      duringWait = counts.ok - atDrain;
+      await until(() => nc.getServer().endsWith(`:${new URL(n1).port}`), 5_000, "the host's connection on node 1");
+      await until(() => !isAlive(pid), 60_000, "node 0 to exit");
+    } finally {
+      running = false;
+      await Promise.all(lanes);
+      // The move parks publishes by wrapping this spy: it stays under that wrapper.
+      if (protocol.publish === spy) protocol.publish = original;
+    }
+    expect(duringWait, "calls served through the bridge while the main connection waited on node 0").to.be.above(100);
+    expect(onLeavingAfterDrain, "replies sent to the leaving server for calls that came in through the bridge").to.deep.equal([]);
+    expect(counts.errors).to.deep.equal([]);
+    expect(counts.ok).to.equal(counts.calls);
     await cluster.nodes[0]!.restart();
     await cluster.ready();
   });
