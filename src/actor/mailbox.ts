@@ -300,10 +300,12 @@ export function createMailbox(p: MailboxParams): Mailbox {
         )));
       }
       job.onSignal = watchDeadline;
-      live.set(job.callId, job);
       // Only a rollable host (a replica) reads the header; a relay rolls it over its replicas instead.
       if (job.rollingHeader !== "" && !relay) queue.pushExclusive(job);
       else queue.push(job);
+      // Known by id from here on, for a cancel or a drain to find: a call answered as it was
+      // pushed (a synchronous method with a free slot) is over before anything could look.
+      if (!job.settled) live.set(job.callId, job);
     },
     reply,
     batch(fn) {

@@ -1,6 +1,6 @@
 import { CodecError } from "../errors/index.ts";
 import { replyPrefixOf } from "../subjects/index.ts";
-import { headerIn, type Inbound } from "./transport.ts";
+import { headerIn, utf8Slice, type Inbound } from "./transport.ts";
 
 /**
  * Coalesced requests and replies: the wire format of several calls in one NATS message.
@@ -29,7 +29,7 @@ export const MAX_TOKEN = 0xffff_ffff;
 const ENTRY_OVERHEAD = 4 + 2 + 4;
 const REPLY_OVERHEAD = 4 + 4;
 const TE = new TextEncoder();
-const TD = new TextDecoder();
+
 
 /**
  * One call waiting to be sent in a batch. Its header block stays text until it is written into
@@ -70,23 +70,34 @@ export function encodeBatch(entries: readonly BatchEntry[]): Uint8Array {
 }
 
 /**
- * One call of a batch, answerable like a message of its own. `rawHeaders` lets headersOf read
- * its header block without a parse of the whole block into a map.
+ * One call of a batch, answerable like a message of its own. Its header block stays where it
+ * came, in the batch (headersOf reads it there): no view and no map per call. Its reply
+ * subject is made only when the reply leaves alone; combined replies need just the token.
  */
 class BatchedMessage implements Inbound {
   constructor(
     readonly subject: string,
     readonly data: Uint8Array,
-    readonly reply: string,
-    readonly rawHeaders: Uint8Array,
+    /** The batch payload and where this call's header block lies in it. */
+    private readonly batch: Uint8Array,
+    private readonly headersAt: number,
+    private readonly headersEnd: number,
     /** The caller's reply prefix and this call's token in it: replies to one caller combine. */
     readonly replyPrefix: string,
     readonly replyToken: number,
     private readonly publish: (subject: string, data: Uint8Array) => void,
   ) {}
 
+  get reply(): string {
+    return this.replyPrefix + this.replyToken;
+  }
+
+  get headerBlock(): string {
+    return utf8Slice(this.batch, this.headersAt, this.headersEnd);
+  }
+
   get headers() {
-    const block = TD.decode(this.rawHeaders);
+    const block = this.headerBlock;
     return { get: (name: string) => headerIn(block, name) };
   }
 
@@ -115,23 +126,17 @@ export function unbatch(msg: Inbound, count: string, maxCount: number, publish: 
     const hlen = view.getUint16(at + 4);
     at += 6;
     if (at + hlen + 4 > data.length) throw new CodecError(`batch of ${n} calls truncated in the headers of call ${i}`);
-    const headers = data.subarray(at, at + hlen);
+    const headersAt = at;
     at += hlen;
     const dlen = view.getUint32(at);
     at += 4;
     if (at + dlen > data.length) throw new CodecError(`batch of ${n} calls truncated in the payload of call ${i}`);
     if (token === COMBINED_TOKEN) throw new CodecError(`call ${i} of a batch has the reserved reply token 0`);
-    out[i] = new BatchedMessage(msg.subject, data.subarray(at, at + dlen), prefix + token, headers, prefix, token, publish);
+    out[i] = new BatchedMessage(msg.subject, data.subarray(at, at + dlen), data, headersAt, headersAt + hlen, prefix, token, publish);
     at += dlen;
   }
   if (at !== data.length) throw new CodecError(`batch of ${n} calls has ${data.length - at} bytes after its last call`);
   return out;
-}
-
-/** Where a reply to `msg` can be combined with others: its caller's prefix, if it came in a batch. */
-export function combinable(msg: Inbound): { prefix: string; token: number } | undefined {
-  const m = msg as Partial<BatchedMessage>;
-  return m.replyPrefix === undefined ? undefined : { prefix: m.replyPrefix, token: m.replyToken! };
 }
 
 /**
@@ -144,32 +149,34 @@ export function sendReplies(
   publish: (subject: string, data: Uint8Array) => void,
   single: (msg: Inbound, bytes: Uint8Array) => void,
 ): void {
-  let groups: Map<string, [number, Inbound, Uint8Array][]> | undefined;
-  for (const [msg, bytes] of items) {
-    const c = combinable(msg);
-    if (!c || bytes.length + REPLY_OVERHEAD > maxPayload) {
+  let groups: Map<string, (readonly [Inbound, Uint8Array])[]> | undefined;
+  for (const item of items) {
+    const [msg, bytes] = item;
+    // Only a call that came in a batch has a prefix its reply can be combined under.
+    const prefix = (msg as Partial<BatchedMessage>).replyPrefix;
+    if (prefix === undefined || bytes.length + REPLY_OVERHEAD > maxPayload) {
       single(msg, bytes);
       continue;
     }
     groups ??= new Map();
-    let g = groups.get(c.prefix);
-    if (!g) groups.set(c.prefix, (g = []));
-    g.push([c.token, msg, bytes]);
+    let g = groups.get(prefix);
+    if (!g) groups.set(prefix, (g = []));
+    g.push(item);
   }
   if (!groups) return;
   for (const [prefix, group] of groups) {
     if (group.length === 1) {
-      single(group[0]![1], group[0]![2]);
+      single(group[0]![0], group[0]![1]);
       continue;
     }
     const flush = (from: number, to: number, size: number) => {
-      if (to - from === 1) single(group[from]![1], group[from]![2]);
+      if (to - from === 1) single(group[from]![0], group[from]![1]);
       else publish(prefix + COMBINED_TOKEN, encodeReplies(group, from, to, size));
     };
     let start = 0;
     let size = 0;
     for (let i = 0; i < group.length; i++) {
-      const entry = REPLY_OVERHEAD + group[i]![2].length;
+      const entry = REPLY_OVERHEAD + group[i]![1].length;
       if (size + entry > maxPayload && i > start) {
         flush(start, i, size);
         start = i;
@@ -181,13 +188,13 @@ export function sendReplies(
   }
 }
 
-function encodeReplies(group: readonly [number, Inbound, Uint8Array][], from: number, to: number, size: number): Uint8Array {
+function encodeReplies(group: readonly (readonly [Inbound, Uint8Array])[], from: number, to: number, size: number): Uint8Array {
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   let at = 0;
   for (let i = from; i < to; i++) {
-    const [token, , bytes] = group[i]!;
-    view.setUint32(at, token);
+    const [msg, bytes] = group[i]!;
+    view.setUint32(at, (msg as BatchedMessage).replyToken);
     view.setUint32(at + 4, bytes.length);
     out.set(bytes, at + 8);
     at += 8 + bytes.length;

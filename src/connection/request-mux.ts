@@ -49,8 +49,16 @@ function headerBlock(h: Record<string, string>): string {
 /** A call of a batch without headers of its own. */
 const NO_HEADERS = "NATS/1.0\r\n\r\n";
 
+/** A header block nats.js publishes as given (a class: no closure made per call). */
+class EncodedHeaders {
+  constructor(private readonly bytes: Uint8Array) {}
+  encode(): Uint8Array {
+    return this.bytes;
+  }
+}
+
 function asHeaders(bytes: Uint8Array): MsgHdrs {
-  return { encode: () => bytes } as unknown as MsgHdrs;
+  return new EncodedHeaders(bytes) as unknown as MsgHdrs;
 }
 
 /** Settles a pending request: its signal listener goes with it. */

@@ -15,8 +15,8 @@ export interface Inbound {
   readonly reply?: string;
   /** Parsed on first access (nats.js); may throw on a malformed header block. */
   readonly headers?: InboundHeaders;
-  /** The header block as bytes, when the message has it apart (a call of a batch). */
-  readonly rawHeaders?: Uint8Array;
+  /** The header block as text, when the message has it apart (a call of a batch). */
+  readonly headerBlock?: string;
   respond(data: Uint8Array): boolean;
 }
 
@@ -83,6 +83,13 @@ export interface Transport {
 }
 
 const TD = new TextDecoder();
+// Node's own decoder of a byte range: no view made, and cheaper than TextDecoder for short text.
+const bufferUtf8Slice = typeof Buffer === "function" ? (Buffer.prototype as unknown as { utf8Slice?: (this: Uint8Array, start: number, end: number) => string }).utf8Slice : undefined;
+
+/** UTF-8 text of bytes[start, end), malformed sequences replaced as TextDecoder does. */
+export function utf8Slice(bytes: Uint8Array, start: number, end: number): string {
+  return bufferUtf8Slice ? bufferUtf8Slice.call(bytes, start, end) : TD.decode(bytes.subarray(start, end));
+}
 
 /**
  * Header values ("" when absent), read straight from the message's header block, decoded once
@@ -91,13 +98,12 @@ const TD = new TextDecoder();
  * `headers`.
  */
 export function headersOf<const N extends readonly string[]>(msg: Inbound, names: N): { [K in keyof N]: string } {
-  let block: string;
-  if (msg.rawHeaders) block = TD.decode(msg.rawHeaders);
-  else {
+  let block = msg.headerBlock;
+  if (block === undefined) {
     const raw = msg as unknown as { _msg?: { hdr?: number }; _rdata?: Uint8Array };
     const hdr = raw._msg?.hdr;
     if (raw._rdata === undefined || hdr === undefined) return names.map((n) => msg.headers?.get(n) ?? "") as { [K in keyof N]: string };
-    block = hdr < 0 ? "" : TD.decode(raw._rdata.subarray(0, hdr));
+    block = hdr < 0 ? "" : utf8Slice(raw._rdata, 0, hdr);
   }
   return names.map((name) => headerIn(block, name)) as { [K in keyof N]: string };
 }
