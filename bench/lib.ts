@@ -66,16 +66,26 @@ export function printTable(title: string, rows: [string, string | number][]): vo
   for (const [k, v] of rows) console.log(`  ${k.padEnd(w)}  ${v}`);
 }
 
+/** Warm-up of the sequential comparisons: host processes started moments ago are still compiling. */
+const SEQUENTIAL_WARMUP_MS = 3_000;
+
 /**
  * One call of each system in turn: all see the same machine. Load from other processes on 2
- * cores moves round-by-round figures by tens of percent; interleaving cancels it.
+ * cores moves round-by-round figures by tens of percent; interleaving cancels it. The order
+ * rotates every round: a call's place in it moves its latency by up to 5% (one measured right
+ * after another system's reply shares the cores with that host's and server's tail work), so
+ * each system takes each place equally often. The warm-up lasts SEQUENTIAL_WARMUP_MS: in the
+ * first seconds after their start, hosts' calls took 2-3x their later latency (JIT and module
+ * compilation on the same 2 cores), which measures start-up, not calls.
  */
 export async function interleavedSequential<K extends string>(n: number, systems: Record<K, () => Promise<unknown>>) {
   const entries = Object.entries(systems) as [K, () => Promise<unknown>][];
-  for (let i = 0; i < 500; i++) for (const [, call] of entries) await call();
+  const warmUntil = performance.now() + SEQUENTIAL_WARMUP_MS;
+  for (let i = 0; i < 500 || performance.now() < warmUntil; i++) for (const [, call] of entries) await call();
   const lat = entries.map(() => [] as number[]);
   for (let i = 0; i < n; i++) {
-    for (let k = 0; k < entries.length; k++) {
+    for (let j = 0; j < entries.length; j++) {
+      const k = (i + j) % entries.length;
       const t = performance.now();
       await entries[k]![1]();
       lat[k]!.push(performance.now() - t);
