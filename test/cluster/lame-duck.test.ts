@@ -22,6 +22,19 @@ class Work {
   }
 }
 
+/** One caller's loop of checked quick() calls until `running()` turns false: every outcome counted. */
+async function quickCalls(h: { quick(x: number): Promise<number> }, counts: { calls: number; ok: number; errors: string[] }, running: () => boolean): Promise<void> {
+  for (let x = 0; running(); x++) {
+    counts.calls++;
+    try {
+      expect(await h.quick(x)).to.equal(x + 1);
+      counts.ok++;
+    } catch (err) {
+      counts.errors.push(`${(err as Error).name}: ${(err as Error).message}`);
+    }
+  }
+}
+
 /**
  * A 2-node cluster whose node 0 goes into lame-duck mode while hosts on it serve under load: an
  * actor host and an inference server in this process (connected to node 0 only), callers on both
@@ -66,17 +79,7 @@ describe("cluster: lame-duck mode of a host's server (issue 16, item 6)", functi
     const lanes = callers.flatMap((c, i) => {
       const h = c.at<Work>("work", { timeoutMs: 5_000 });
       return [
-        ...Array.from({ length: 4 }, async () => {
-          for (let x = 0; running; x++) {
-            counts.calls++;
-            try {
-              expect(await h.quick(x)).to.equal(x + 1);
-              counts.ok++;
-            } catch (err) {
-              counts.errors.push(`${(err as Error).name}: ${(err as Error).message}`);
-            }
-          }
-        }),
+        ...Array.from({ length: 4 }, () => quickCalls(h, counts, () => running)),
         (async () => {
           while (running) {
             counts.inference++;
@@ -91,26 +94,32 @@ describe("cluster: lame-duck mode of a host's server (issue 16, item 6)", functi
         })(),
       ];
     });
-    await until(() => counts.ok > 2_000 && counts.inferenceOk > 100, 20_000, "load on both kinds of host");
+    // The lanes stop whatever happens: calls on a closed connection fail at once, and lanes left
+    // running would spin and keep mocha from reporting the failure.
+    let callsBefore = 0;
+    try {
+      await until(() => counts.ok > 2_000 && counts.inferenceOk > 100, 20_000, "load on both kinds of host");
 
-    // Long calls in flight across the move: one served on the leaving server, one made from it.
-    const served = callers[1]!.at<Work>("work", { timeoutMs: 10_000 }).slow(1_500);
-    const elsewhere = new Work();
-    await admin.registerInstance("elsewhere", elsewhere);
-    const made = callers[0]!.at<Work>("elsewhere", { timeoutMs: 10_000 }).slow(1_500);
-    await until(() => elsewhere.calls === 1, 5_000, "the outgoing long call running");
+      // Long calls in flight across the move: one served on the leaving server, one made from it.
+      const served = callers[1]!.at<Work>("work", { timeoutMs: 10_000 }).slow(1_500);
+      const elsewhere = new Work();
+      await admin.registerInstance("elsewhere", elsewhere);
+      const made = callers[0]!.at<Work>("elsewhere", { timeoutMs: 10_000 }).slow(1_500);
+      await until(() => elsewhere.calls === 1, 5_000, "the outgoing long call running");
 
-    const pid = cluster.nodes[0]!.pid!;
-    const callsBefore = work.calls;
-    execFileSync(findNatsServerBinary()!, ["--signal", `ldm=${pid}`]);
-    // Every connection of node 0 moves before the server starts closing them (2 s grace).
-    await until(() => [hostSide.connection, infConn, callers[0]!.connection].every((c) => c.nc!.getServer().endsWith(`:${new URL(n1).port}`)), 2_000, "the connections on node 1");
-    expect(await served).to.equal("done");
-    expect(await made).to.equal("done");
-    await until(() => !isAlive(pid), 60_000, "node 0 to exit");
-    const atExit = counts.ok;
-    await until(() => counts.ok > atExit + 1_000, 20_000, "calls after node 0 is gone");
-    running = false;
+      const pid = cluster.nodes[0]!.pid!;
+      callsBefore = work.calls;
+      execFileSync(findNatsServerBinary()!, ["--signal", `ldm=${pid}`]);
+      // Every connection of node 0 moves before the server starts closing them (2 s grace).
+      await until(() => [hostSide.connection, infConn, callers[0]!.connection].every((c) => c.nc!.getServer().endsWith(`:${new URL(n1).port}`)), 2_000, "the connections on node 1");
+      expect(await served).to.equal("done");
+      expect(await made).to.equal("done");
+      await until(() => !isAlive(pid), 60_000, "node 0 to exit");
+      const atExit = counts.ok;
+      await until(() => counts.ok > atExit + 1_000, 20_000, "calls after node 0 is gone");
+    } finally {
+      running = false;
+    }
     await Promise.all(lanes);
     console.log(`      ${counts.calls} calls, ${counts.inference} inference requests through the move; ${work.calls - callsBefore} served after the signal`);
     expect(counts.errors).to.deep.equal([]);
@@ -175,17 +184,7 @@ describe("cluster: lame-duck mode of a host's server (issue 16, item 6)", functi
     let running = true;
     const counts = { calls: 0, ok: 0, errors: [] as string[] };
     const h = caller.at<Work>("work", { timeoutMs: 5_000 });
-    const lanes = Array.from({ length: 4 }, async () => {
-      for (let x = 0; running; x++) {
-        counts.calls++;
-        try {
-          expect(await h.quick(x)).to.equal(x + 1);
-          counts.ok++;
-        } catch (err) {
-          counts.errors.push(`${(err as Error).name}: ${(err as Error).message}`);
-        }
-      }
-    });
+    const lanes = Array.from({ length: 4 }, () => quickCalls(h, counts, () => running));
     const pid = cluster.nodes[0]!.pid!;
     let duringWait = 0;
     try {
