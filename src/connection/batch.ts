@@ -30,7 +30,6 @@ const ENTRY_OVERHEAD = 4 + 2 + 4;
 const REPLY_OVERHEAD = 4 + 4;
 const TE = new TextEncoder();
 
-
 /**
  * One call waiting to be sent in a batch. Its header block stays text until it is written into
  * the batch: encoding each call's headers into bytes of their own would be one more allocation
